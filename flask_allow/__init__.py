@@ -1,0 +1,28 @@
+"""flask_allow: IP access control for Flask, an ordered ALLOW/DENY list of pluggable rule types."""
+
+from __future__ import annotations
+
+import pluggy
+
+hookimpl = pluggy.HookimplMarker("flask_allow")
+"""Marker for plugin hook implementations: ``@hookimpl def flask_allow_matchers(): ...``."""
+
+from .client import Client  # noqa: E402
+from .decision import Decision, Rule  # noqa: E402
+from .errors import ConfigError  # noqa: E402
+from .extension import FlaskAllow  # noqa: E402
+from .matcher import Matcher, MatcherContext  # noqa: E402
+
+__version__ = "3.0.0"
+
+__all__ = [
+    "Client",
+    "ConfigError",
+    "Decision",
+    "FlaskAllow",
+    "Matcher",
+    "MatcherContext",
+    "Rule",
+    "hookimpl",
+    "__version__",
+]

@@ -1,0 +1,46 @@
+"""Who is asking: the client address of a request, parsed once."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any
+
+from .addresses import parse_client, to_ip
+
+if TYPE_CHECKING:
+    from flask import Request
+
+
+class Client:
+    """The client of one request (or of a check made without one).
+
+    ``address`` is the text the server or proxy reported; ``ip`` the normalised address
+    (IPv4-mapped IPv6 as IPv4, IPv6 zone dropped), or None when ``address`` is not an IP address;
+    ``request`` the Flask request, or None; ``via`` how the address was chosen (the socket peer,
+    then each proxy header hop taken), for logs and ``flask allow check``.
+    """
+
+    __slots__ = ("_ip", "address", "key", "request", "via")
+
+    def __init__(self, address: str, request: Request | None = None, via: tuple[str, ...] = ()) -> None:
+        self.address = address
+        self.request = request
+        self.via = via
+        #: ``(family, int)`` as matchers compare it, or None when unparsable.
+        self.key: tuple[int, int] | None = parse_client(address)
+        self._ip: Any = None
+
+    @property
+    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """The normalised address as an ``ipaddress`` object, or None when unparsable."""
+        if self._ip is None and self.key is not None:
+            self._ip = to_ip(*self.key)
+        return self._ip
+
+    @property
+    def version(self) -> int | None:
+        """4 or 6 after normalisation, None when unparsable."""
+        return None if self.key is None else self.key[0]
+
+    def __repr__(self) -> str:
+        return f"Client({self.address!r})"

@@ -1,0 +1,94 @@
+"""Every configuration key flask_allow reads, with its default, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The ordered ALLOW/DENY list (compatible with Flask-Allow 2.0.x).
+ADDRESS_RESTRICTION = "ADDRESS_RESTRICTION"
+#: The access log: a file name or a dict (compatible with Flask-Allow 2.0.x).
+ACCESS_LOG = "ACCESS_LOG"
+#: The decision when no rule matches: "allow" (2.0.x) or "deny".
+ALLOW_DEFAULT = "ALLOW_DEFAULT"
+#: The HTTP status a denial aborts with.
+ALLOW_DENY_STATUS = "ALLOW_DENY_STATUS"
+#: Evaluate and log every decision but never block.
+ALLOW_REPORT_ONLY = "ALLOW_REPORT_ONLY"
+#: Importable module names registered as plugins.
+ALLOW_PLUGINS = "ALLOW_PLUGINS"
+#: Whether plugins of the ``flask_allow`` entry-point group are loaded.
+ALLOW_LOAD_ENTRY_POINTS = "ALLOW_LOAD_ENTRY_POINTS"
+#: Plugin names (as ``flask allow plugins`` lists them) not to register.
+ALLOW_DISABLE_PLUGINS = "ALLOW_DISABLE_PLUGINS"
+#: Entries in the decision cache (0 turns it off).
+ALLOW_CACHE_SIZE = "ALLOW_CACHE_SIZE"
+
+DEFAULTS: dict[str, Any] = {
+    ADDRESS_RESTRICTION: None,
+    ACCESS_LOG: None,
+    ALLOW_DEFAULT: "allow",
+    ALLOW_DENY_STATUS: 403,
+    ALLOW_REPORT_ONLY: False,
+    ALLOW_PLUGINS: (),
+    ALLOW_LOAD_ENTRY_POINTS: True,
+    ALLOW_DISABLE_PLUGINS: (),
+    ALLOW_CACHE_SIZE: 65536,
+}
+
+#: ``ACCESS_LOG`` dict keys and their defaults (2.0.x names).
+ACCESS_LOG_DEFAULTS: dict[str, Any] = {
+    "filename": None,
+    "maxBytes": 5242880,
+    "backupCount": 7,
+    "formatter": "%(asctime)s - %(levelname)7s - %(message)s",
+    "encoding": "utf-8",
+    "queue": False,
+}
+
+#: The logger the access log is written through.
+ACCESS_LOGGER_NAME = "flask.allow"
+
+
+def get(config: Any, key: str) -> Any:
+    """Return ``config[key]``, or its default when unset."""
+    return config.get(key, DEFAULTS.get(key))
+
+
+class Settings:
+    """The validated top-level settings of one app (rules and plugins are validated elsewhere)."""
+
+    def __init__(self, config: Any) -> None:
+        from werkzeug.exceptions import default_exceptions
+
+        from .errors import ConfigError
+
+        default = get(config, ALLOW_DEFAULT)
+        if not isinstance(default, str) or default.lower() not in ("allow", "deny"):
+            raise ConfigError("must be 'allow' or 'deny'", ALLOW_DEFAULT, default)
+        self.default_allow = default.lower() == "allow"
+        status = get(config, ALLOW_DENY_STATUS)
+        if (
+            not isinstance(status, int)
+            or isinstance(status, bool)
+            or not 400 <= status <= 599
+            or status not in default_exceptions
+        ):
+            raise ConfigError(
+                "must be an HTTP error status that flask.abort knows (400-599)", ALLOW_DENY_STATUS, status
+            )
+        self.deny_status = status
+        self.report_only = _flag(config, ALLOW_REPORT_ONLY)
+        self.load_entry_points = _flag(config, ALLOW_LOAD_ENTRY_POINTS)
+        size = get(config, ALLOW_CACHE_SIZE)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size)
+        self.cache_size = size
+
+
+def _flag(config: Any, key: str) -> bool:
+    from .errors import ConfigError
+
+    value = get(config, key)
+    if not isinstance(value, bool):
+        raise ConfigError("must be True or False", key, value)
+    return value

@@ -1,0 +1,102 @@
+"""Rules as compiled, and the decisions made with them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .matcher import Matcher
+
+ALLOW = "ALLOW"
+DENY = "DENY"
+
+
+class Rule:
+    """One compiled rule: ``action`` (ALLOW or DENY), ``spec`` as written, ``location`` in config."""
+
+    __slots__ = ("action", "allowed", "index", "location", "matcher", "spec", "static")
+
+    def __init__(self, action: str, spec: str, location: str, matcher: Matcher, index: int) -> None:
+        self.action = action
+        self.spec = spec
+        self.location = location
+        self.matcher = matcher
+        #: Position in evaluation order.
+        self.index = index
+        self.allowed = action == ALLOW
+        #: Whether the rule's addresses are known at start-up (compiled into an index).
+        self.static = False
+
+    @property
+    def type(self) -> str:
+        """The rule type's name (its prefix, or its matcher class's name)."""
+        return type(self.matcher).type_name()
+
+    def describe(self) -> str:
+        """The rule as reasons and logs name it: location and value."""
+        return f"{self.location} {self.spec!r}"
+
+    def __repr__(self) -> str:
+        return f"Rule({self.action} {self.spec!r} at {self.location})"
+
+
+class Decision:
+    """What was decided for one client.
+
+    ``allowed`` and ``action`` are what the rules (or the default) decided; ``rule`` is the rule
+    that matched, or None when the default decided or the client was denied for an error.
+    ``enforced`` is False in report-only mode or for an exempt view: the request went through
+    whatever was decided.
+    """
+
+    __slots__ = ("action", "allowed", "client", "enforced", "error", "exempt", "rule", "scope")
+
+    def __init__(
+        self,
+        client: Client,
+        rule: Rule | None,
+        allowed: bool,
+        error: str | None = None,
+        scope: str | None = None,
+    ) -> None:
+        self.client = client
+        self.rule = rule
+        self.allowed = allowed
+        self.action = ALLOW if allowed else DENY
+        #: Why the client was denied without a rule deciding (bad address, a matcher failed).
+        self.error = error
+        self.enforced = True
+        self.exempt = False
+        #: Which rule list decided: None for the global one, else the route's name.
+        self.scope = scope
+
+    @property
+    def detail(self) -> str | None:
+        """What a dynamic rule's match rested on (a DNS answer), or None."""
+        rule = self.rule
+        if rule is None or rule.static:
+            return None
+        try:
+            return rule.matcher.detail(self.client)
+        except Exception:  # a detail is for the log; it must never fail the request
+            return None
+
+    @property
+    def reason(self) -> str:
+        """One readable line, e.g. ``denied by ADDRESS_RESTRICTION[1].DENY '0.0.0.0/0'``."""
+        verdict = "allowed" if self.allowed else "denied"
+        if self.exempt:
+            return f"{verdict}: exempt from the rules"
+        if self.error is not None:
+            return f"{verdict}: {self.error}"
+        rule = self.rule
+        if rule is None:
+            scope = f" of {self.scope}" if self.scope else ""
+            return f"{verdict} by default{scope} (no rule matched)"
+        detail = self.detail
+        text = f"{verdict} by {rule.location} {rule.spec!r}"
+        return f"{text} ({detail})" if detail else text
+
+    def __repr__(self) -> str:
+        return f"<Decision {self.client.address!r} {self.reason}>"

@@ -1,0 +1,17 @@
+"""The one exception flask_allow raises for a bad configuration."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """An invalid configuration, raised at start-up (``init_app``, ``reload``), never per request.
+
+    ``location`` says where (``ADDRESS_RESTRICTION[2].DENY``), ``value`` what was found there.
+    """
+
+    def __init__(self, message: str, location: str | None = None, value: object = None) -> None:
+        self.location = location
+        self.value = value
+        if location:
+            message = f"{location}: {message}"
+        super().__init__(message)

@@ -1,0 +1,278 @@
+"""The Flask extension: wires the engine into the request cycle of each app."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Request, abort, current_app, has_app_context, request
+from werkzeug.wrappers import Response
+
+from . import config as keys
+from .accesslog import AccessLog
+from .client import Client
+from .decision import Decision
+from .engine import Engine, compile_rules
+from .errors import ConfigError
+from .matcher import MatcherContext
+from .plugins import make_plugin_manager
+from .registry import MatcherRegistry
+
+EXTENSION_KEY = "flask_allow"
+DECISION_ENVIRON_KEY = "flask_allow.decision"
+log = logging.getLogger("flask_allow")
+log.addHandler(logging.NullHandler())
+
+
+def _calls(hook: Any) -> list[tuple[Callable[..., Any], tuple[str, ...]]] | None:
+    """The implementations of a hook in call order, or None when a wrapper needs pluggy to call."""
+    impls = hook.get_hookimpls()
+    if any(getattr(i, "hookwrapper", False) or getattr(i, "wrapper", False) for i in impls):
+        return None
+    return [(impl.function, tuple(impl.argnames)) for impl in reversed(impls)]
+
+
+class AppState:
+    """Everything flask_allow holds for one app; built whole, then swapped in by ``reload()``."""
+
+    def __init__(
+        self,
+        app: Flask,
+        extension: FlaskAllow,
+        shared: dict[str, Any] | None = None,
+        previous: AppState | None = None,
+    ) -> None:
+        self.app_ref = weakref.ref(app)
+        self.extension = extension
+        config = app.config
+        self.settings = keys.Settings(config)
+        self.shared: dict[str, Any] = shared if shared is not None else {}
+        self.pm = make_plugin_manager(config, extension.plugins)
+        provided = []
+        for plugin_matchers, plugin in self._each_result(self.pm.hook.flask_allow_matchers):
+            for cls in plugin_matchers or ():
+                provided.append((cls, plugin))
+        self.registry = MatcherRegistry(provided)
+        self.engine = self.make_engine(config.get(keys.ADDRESS_RESTRICTION), keys.ADDRESS_RESTRICTION)
+        try:
+            self.access_log = self._access_log(config.get(keys.ACCESS_LOG), previous)
+        except BaseException:
+            self.engine.close()
+            raise
+        self._observers = _calls(self.pm.hook.flask_allow_decision)
+        self._addressers = _calls(self.pm.hook.flask_allow_client_address)
+        self._renderers = _calls(self.pm.hook.flask_allow_deny_response)
+
+    @property
+    def app(self) -> Flask:
+        app = self.app_ref()
+        if app is None:  # pragma: no cover - the app owns this state
+            raise RuntimeError("the app of this flask_allow state is gone")
+        return app
+
+    def _each_result(self, hook: Any) -> Iterable[tuple[Any, str]]:
+        for impl in reversed(hook.get_hookimpls()):
+            yield impl.function(), impl.plugin_name
+
+    def make_engine(
+        self, restriction: Any, where: str, scope: str | None = None, default_allow: bool | None = None
+    ) -> Engine:
+        """Compile an ``ADDRESS_RESTRICTION``-style list with this app's rule types."""
+        app = self.app
+        engine_ref: list[Engine] = []
+
+        def changed() -> None:
+            if engine_ref:
+                engine_ref[0].invalidate()
+
+        def make_context(location: str) -> MatcherContext:
+            return MatcherContext(app, app.config, location, self.shared, app.logger, changed)
+
+        rules = compile_rules(restriction, self.registry, make_context, where)
+        engine = Engine(
+            rules,
+            self.settings.default_allow if default_allow is None else default_allow,
+            self.settings.cache_size,
+            scope=scope,
+            logger=app.logger,
+        )
+        engine_ref.append(engine)
+        return engine
+
+    def _access_log(self, value: Any, previous: AppState | None) -> AccessLog | None:
+        if value is None:
+            return None
+        old = previous.access_log if previous is not None else None
+        if old is not None and old.options(value) == old.options(old.value):
+            return old  # unchanged: keep the handler, so no line is lost or doubled
+        return AccessLog(value, self.app)
+
+    def start(self, previous: AppState | None = None) -> None:
+        """Take over from ``previous`` (on reload): attach the log, report the lints."""
+        if self.access_log is not None:
+            self.access_log.no_rules = not self.engine.rules
+            self.access_log.start()
+        if previous is not None:
+            if previous.access_log is not None and previous.access_log is not self.access_log:
+                previous.access_log.stop()
+            previous.engine.close()
+        for lint in self.engine.lints:
+            self.app.logger.warning("flask_allow: %s", lint)
+
+    def close(self) -> None:
+        """Release matchers and the log handler (app teardown, tests)."""
+        self.engine.close()
+        if self.access_log is not None:
+            self.access_log.stop()
+
+    # -- the request path ---------------------------------------------------
+
+    def client_of(self, req: Request) -> Client:
+        """Ask the plugins who the client is; an answer that cannot be had denies (fail closed)."""
+        app = self.app
+        try:
+            if self._addressers is None:
+                answer = self.pm.hook.flask_allow_client_address(request=req, app=app)
+            else:
+                answer = None
+                for function, argnames in self._addressers:
+                    answer = function(**{n: (req if n == "request" else app) for n in argnames})
+                    if answer is not None:
+                        break
+        except Exception as exc:
+            app.logger.error("flask_allow: finding the client address failed: %r (request denied)", exc, exc_info=True)
+            return Client("", req, via=(f"client address hook failed: {type(exc).__name__}",))
+        if isinstance(answer, Client):
+            answer.request = req
+            return answer
+        return Client(answer if isinstance(answer, str) else "", req)
+
+    def guard(self, req: Request) -> Response | None:
+        """Decide for one request, tell the observers, and deny when the decision says so."""
+        client = self.client_of(req)
+        decision = self.engine.decide(client)
+        if not decision.allowed and self.settings.report_only:
+            decision.enforced = False
+        req.environ[DECISION_ENVIRON_KEY] = decision
+        self.notify(decision)
+        if decision.allowed or not decision.enforced:
+            return None
+        return self.deny(decision)
+
+    def notify(self, decision: Decision) -> None:
+        """Call every ``flask_allow_decision`` observer; one that fails is logged, not fatal."""
+        app = self.app
+        if self._observers is None:
+            try:
+                self.pm.hook.flask_allow_decision(decision=decision, app=app)
+            except Exception:
+                app.logger.exception("flask_allow: a flask_allow_decision plugin failed")
+            return
+        for function, argnames in self._observers:
+            try:
+                function(**{n: (decision if n == "decision" else app) for n in argnames})
+            except Exception:
+                app.logger.exception("flask_allow: flask_allow_decision of %r failed", function)
+
+    def deny(self, decision: Decision) -> Response:
+        """Render the denial through a plugin, or abort with ``ALLOW_DENY_STATUS``."""
+        app = self.app
+        response = None
+        try:
+            if self._renderers is None:
+                response = self.pm.hook.flask_allow_deny_response(decision=decision, app=app)
+            else:
+                for function, argnames in self._renderers:
+                    response = function(**{n: (decision if n == "decision" else app) for n in argnames})
+                    if response is not None:
+                        break
+        except Exception:
+            app.logger.exception("flask_allow: a flask_allow_deny_response plugin failed")
+            response = None
+        if response is not None:
+            return response
+        abort(self.settings.deny_status)
+
+
+class FlaskAllow:
+    """IP access control for one or more Flask apps.
+
+    ``FlaskAllow(app)`` or ``FlaskAllow()`` then ``init_app(app)``. ``plugins`` are extra plugin
+    objects or modules registered for every app this extension is initialised on.
+    """
+
+    def __init__(self, app: Flask | None = None, *, plugins: Iterable[object] = ()) -> None:
+        self.plugins = list(plugins)
+        self._app: weakref.ref[Flask] | None = None
+        if app is not None:
+            self._app = weakref.ref(app)
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Guard ``app``: build its rules (raising ``ConfigError`` when they are wrong)."""
+        existing = app.extensions.get(EXTENSION_KEY)
+        if existing is not None:
+            if existing.extension is self:
+                return  # already guarding this app: never a second hook or handler
+            raise RuntimeError("this app is already guarded by another FlaskAllow instance")
+        state = AppState(app, self)
+        app.extensions[EXTENSION_KEY] = state
+        try:
+            state.start()
+        except BaseException:
+            del app.extensions[EXTENSION_KEY]
+            state.close()
+            raise
+        app.before_request_funcs.setdefault(None, []).insert(0, _make_guard(app))
+        if not app.config.get(keys.ADDRESS_RESTRICTION) and not app.config.get(keys.ACCESS_LOG):
+            app.logger.info("flask_allow: neither ADDRESS_RESTRICTION nor ACCESS_LOG is configured")
+
+    def _get_app(self, app: Flask | None = None) -> Flask:
+        if app is not None:
+            return app
+        if has_app_context():
+            return current_app._get_current_object()  # type: ignore[attr-defined]
+        if self._app is not None:
+            found = self._app()
+            if found is not None:
+                return found
+        raise RuntimeError("no app: call this inside an app context, pass app=, or create FlaskAllow(app)")
+
+    def state(self, app: Flask | None = None) -> AppState:
+        """The flask_allow state of ``app`` (the current app by default)."""
+        app = self._get_app(app)
+        state = app.extensions.get(EXTENSION_KEY)
+        if state is None or state.extension is not self:
+            raise RuntimeError("flask_allow is not initialised on this app (call init_app)")
+        return state
+
+    def check(self, address: str, *, app: Flask | None = None) -> Decision:
+        """Decide for ``address`` with the global rules, without a request."""
+        return self.state(app).engine.decide(Client(address))
+
+    def reload(self, app: Flask | None = None) -> None:
+        """Re-read the configuration and ``file:`` sources, then swap the rules in at once.
+
+        In-flight requests finish with the rules they started with. A reload that fails raises
+        ``ConfigError`` and leaves the running rules as they were.
+        """
+        app = self._get_app(app)
+        old = self.state(app)
+        new = AppState(app, self, shared=old.shared, previous=old)
+        app.extensions[EXTENSION_KEY] = new
+        new.start(previous=old)
+
+
+def _make_guard(app: Flask) -> Callable[[], Response | None]:
+    app_ref = weakref.ref(app)
+
+    def flask_allow_guard() -> Response | None:
+        state: AppState = app_ref().extensions[EXTENSION_KEY]  # type: ignore[union-attr]
+        return state.guard(request._get_current_object())  # type: ignore[attr-defined]
+
+    return flask_allow_guard
+
+
+__all__ = ["FlaskAllow", "AppState", "ConfigError", "EXTENSION_KEY"]

@@ -1,0 +1,89 @@
+"""Hook specifications for flask_allow plugins.
+
+A plugin is a module or object with functions named after these hooks and marked with
+``flask_allow.hookimpl``. Hooks are always called with keyword arguments, so a plugin may take
+just the arguments it needs. Plugins come from flask_allow's built-ins, the ``flask_allow``
+entry-point group, the ``ALLOW_PLUGINS`` config key and ``FlaskAllow(plugins=...)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from flask import Flask, Request
+    from werkzeug.wrappers import Response
+
+    from .client import Client
+    from .decision import Decision
+    from .matcher import Matcher
+
+hookspec = pluggy.HookspecMarker("flask_allow")
+
+
+# -------------------------------------------------------------------------
+# Rule types
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def flask_allow_matchers() -> list[type[Matcher]]:
+    """Return the rule types (``Matcher`` subclasses) this plugin provides.
+
+    Called once each time an app's rules are built (``init_app``, ``reload``). Two plugins
+    providing the same ``prefix`` is a ``ConfigError`` naming both.
+
+    :return: A list of ``Matcher`` subclasses; an empty list or None provides none.
+    """
+
+
+# -------------------------------------------------------------------------
+# The request cycle
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def flask_allow_client_address(request: Request, app: Flask) -> str | Client | None:
+    """Say who the client of ``request`` is.
+
+    The built-in answer is ``request.remote_addr``, or with ``ALLOW_TRUSTED_PROXIES`` the address
+    taken from the proxy header. An address that is not an IP address is denied, never a 500.
+
+    Stops at first non-None result.
+
+    :param request: The Flask request being guarded.
+    :param app: The Flask app the request is for.
+    :return: The client's address as text, or a ``Client`` (which also says how it was chosen
+        in ``via``), or None to let the next plugin answer.
+    """
+
+
+@hookspec
+def flask_allow_decision(decision: Decision, app: Flask) -> None:
+    """Observe the decision made for a request (the access log implements this).
+
+    Called exactly once for every guarded request, exempt ones included, after the decision
+    and before a denial is sent. An exception raised here is logged and ignored; it never
+    changes the decision.
+
+    :param decision: What was decided; ``decision.client.request`` is the request.
+    :param app: The Flask app the request is for.
+    """
+
+
+@hookspec(firstresult=True)
+def flask_allow_deny_response(decision: Decision, app: Flask) -> Response | None:
+    """Render the response for a denied request.
+
+    Without an answer the request is aborted with ``ALLOW_DENY_STATUS`` through
+    ``flask.abort``, so the app's own error handlers render it. A plugin that raises is
+    logged, and the default denial is sent.
+
+    Stops at first non-None result.
+
+    :param decision: The denial.
+    :param app: The Flask app the request is for.
+    :return: A response to send instead, or None.
+    """

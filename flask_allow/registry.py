@@ -1,0 +1,78 @@
+"""Which rule type takes a rule value: the matcher classes the plugins provide, resolved in order."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from .addresses import is_hex_group
+from .errors import ConfigError
+from .matcher import Matcher
+
+_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9_.+-]*):(.*)", re.DOTALL)
+
+
+class MatcherRegistry:
+    """The rule types of one app, from ``(matcher class, plugin name)`` pairs.
+
+    A value goes to, in order: a matcher that claims it before prefixes (addresses, ``all``,
+    ``localhost``); the matcher whose ``prefix`` it starts with; a matcher that claims it.
+    """
+
+    def __init__(self, provided: Iterable[tuple[type[Matcher], str]]) -> None:
+        self.by_prefix: dict[str, tuple[type[Matcher], str]] = {}
+        self.early: list[tuple[type[Matcher], str]] = []
+        self.late: list[tuple[type[Matcher], str]] = []
+        seen: set[type[Matcher]] = set()
+        for cls, plugin in provided:
+            if not (isinstance(cls, type) and issubclass(cls, Matcher)):
+                raise ConfigError(
+                    f"plugin {plugin!r} returned {cls!r} from flask_allow_matchers, which is not a Matcher subclass"
+                )
+            if cls in seen:
+                continue
+            seen.add(cls)
+            prefix = cls.prefix
+            if prefix is not None:
+                if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.+-]*", prefix) or is_hex_group(prefix):
+                    raise ConfigError(
+                        f"plugin {plugin!r}: matcher prefix {prefix!r} is not usable "
+                        "(a letter then letters, digits, '_.+-'; not an IPv6 hex group)"
+                    )
+                key = prefix.lower()
+                if key in self.by_prefix:
+                    other = self.by_prefix[key][1]
+                    raise ConfigError(f"rule prefix '{prefix}:' is claimed by two plugins: {other!r} and {plugin!r}")
+                self.by_prefix[key] = (cls, plugin)
+            (self.early if cls.claims_before_prefixes else self.late).append((cls, plugin))
+
+    def prefixes(self) -> list[str]:
+        """The registered ``NAME:`` prefixes, sorted."""
+        return sorted(self.by_prefix)
+
+    def resolve(self, value: str) -> tuple[type[Matcher], str]:
+        """Return the matcher class for ``value`` and the value to build it with.
+
+        Raises ``ValueError`` when no rule type takes the value or two claim it.
+        """
+        found = self._claimed(self.early, value)
+        if found is not None:
+            return found, value
+        match = _PREFIX.fullmatch(value)
+        if match and match.group(1).lower() in self.by_prefix:
+            return self.by_prefix[match.group(1).lower()][0], match.group(2)
+        found = self._claimed(self.late, value)
+        if found is not None:
+            return found, value
+        if match:
+            known = ", ".join(f"{p}:" for p in self.prefixes()) or "none"
+            raise ValueError(f"unknown rule type {match.group(1)!r} in {value!r}; known prefixes: {known}")
+        raise ValueError(f"{value!r} is not an address, network, range or known rule type")
+
+    @staticmethod
+    def _claimed(candidates: list[tuple[type[Matcher], str]], value: str) -> type[Matcher] | None:
+        claimers = [(cls, plugin) for cls, plugin in candidates if cls.claims(value)]
+        if len(claimers) > 1:
+            names = " and ".join(f"{cls.__name__} ({plugin})" for cls, plugin in claimers)
+            raise ValueError(f"{value!r} is claimed by more than one rule type: {names}")
+        return claimers[0][0] if claimers else None
