@@ -9,7 +9,7 @@ hookimpl = pluggy.HookimplMarker("flask_allow")
 
 from .client import Client  # noqa: E402
 from .decision import Decision, Rule  # noqa: E402
-from .errors import ConfigError  # noqa: E402
+from .errors import ConfigError, MatchError  # noqa: E402
 from .extension import FlaskAllow  # noqa: E402
 from .matcher import Matcher, MatcherContext  # noqa: E402
 
@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "FlaskAllow",
+    "MatchError",
     "Matcher",
     "MatcherContext",
     "Rule",

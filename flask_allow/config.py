@@ -23,6 +23,31 @@ ALLOW_DISABLE_PLUGINS = "ALLOW_DISABLE_PLUGINS"
 #: Entries in the decision cache (0 turns it off).
 ALLOW_CACHE_SIZE = "ALLOW_CACHE_SIZE"
 
+# -- host-name rules (DNS) ----------------------------------------------------
+#: The hosts file consulted before DNS for forward names; None turns it off.
+ALLOW_DNS_HOSTS_FILE = "ALLOW_DNS_HOSTS_FILE"
+#: Bounds on the TTL of cached answers, in seconds.
+ALLOW_DNS_MIN_TTL = "ALLOW_DNS_MIN_TTL"
+ALLOW_DNS_MAX_TTL = "ALLOW_DNS_MAX_TTL"
+#: How long a negative answer (NXDOMAIN, no data) or a failure is cached, in seconds.
+ALLOW_DNS_NEGATIVE_TTL = "ALLOW_DNS_NEGATIVE_TTL"
+#: Entries in the per-client reverse-lookup cache (LRU).
+ALLOW_DNS_CACHE_SIZE = "ALLOW_DNS_CACHE_SIZE"
+#: The time one lookup may take, in seconds.
+ALLOW_DNS_TIMEOUT = "ALLOW_DNS_TIMEOUT"
+#: On a DNS failure or timeout: "ignore" (the rule does not match) or "deny" (deny outright).
+ALLOW_DNS_ON_ERROR = "ALLOW_DNS_ON_ERROR"
+#: Name servers to ask (a list of addresses); None uses the system resolver configuration.
+ALLOW_DNS_NAMESERVERS = "ALLOW_DNS_NAMESERVERS"
+#: The port of those name servers.
+ALLOW_DNS_PORT = "ALLOW_DNS_PORT"
+
+# -- the client behind proxies -------------------------------------------------
+#: Addresses, networks or ranges of the reverse proxies whose forwarding header is believed.
+ALLOW_TRUSTED_PROXIES = "ALLOW_TRUSTED_PROXIES"
+#: The header that names the client: X-Forwarded-For, Forwarded, X-Real-IP, CF-Connecting-IP...
+ALLOW_PROXY_HEADER = "ALLOW_PROXY_HEADER"
+
 DEFAULTS: dict[str, Any] = {
     ADDRESS_RESTRICTION: None,
     ACCESS_LOG: None,
@@ -33,6 +58,17 @@ DEFAULTS: dict[str, Any] = {
     ALLOW_LOAD_ENTRY_POINTS: True,
     ALLOW_DISABLE_PLUGINS: (),
     ALLOW_CACHE_SIZE: 65536,
+    ALLOW_DNS_HOSTS_FILE: "/etc/hosts",
+    ALLOW_DNS_MIN_TTL: 5,
+    ALLOW_DNS_MAX_TTL: 3600,
+    ALLOW_DNS_NEGATIVE_TTL: 60,
+    ALLOW_DNS_CACHE_SIZE: 10000,
+    ALLOW_DNS_TIMEOUT: 2.0,
+    ALLOW_DNS_ON_ERROR: "ignore",
+    ALLOW_DNS_NAMESERVERS: None,
+    ALLOW_DNS_PORT: 53,
+    ALLOW_TRUSTED_PROXIES: (),
+    ALLOW_PROXY_HEADER: "X-Forwarded-For",
 }
 
 #: ``ACCESS_LOG`` dict keys and their defaults (2.0.x names).

@@ -15,7 +15,7 @@ from typing import Any
 from .addresses import V4_MAX, V6_MAX, Span
 from .client import Client
 from .decision import ALLOW, DENY, Decision, Rule
-from .errors import ConfigError
+from .errors import ConfigError, MatchError
 from .index import StaticIndex
 from .matcher import MatcherContext
 from .registry import MatcherRegistry
@@ -128,7 +128,10 @@ class MatcherFailure(Exception):
     """A matcher raised while deciding; the request is denied (fail closed)."""
 
     def __init__(self, rule: Rule, error: BaseException) -> None:
-        super().__init__(f"{rule.describe()} failed: {type(error).__name__}: {error}")
+        if isinstance(error, MatchError):
+            super().__init__(f"{rule.describe()} cannot decide: {error}")
+        else:
+            super().__init__(f"{rule.describe()} failed: {type(error).__name__}: {error}")
         self.rule = rule
 
 
@@ -255,7 +258,8 @@ class Engine:
             try:
                 rule = self._lookup(client)
             except MatcherFailure as failure:
-                self.logger.error("flask_allow: %s (request denied)", failure, exc_info=failure.__cause__)
+                if not isinstance(failure.__cause__, MatchError):
+                    self.logger.error("flask_allow: %s (request denied)", failure, exc_info=failure.__cause__)
                 return Decision(client, failure.rule, False, str(failure), self.scope)
         if rule is None:
             return Decision(client, None, self.default_allow, None, self.scope)

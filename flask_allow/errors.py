@@ -15,3 +15,12 @@ class ConfigError(ValueError):
         if location:
             message = f"{location}: {message}"
         super().__init__(message)
+
+
+class MatchError(Exception):
+    """Raised by a matcher that cannot answer (a DNS outage with ``ALLOW_DNS_ON_ERROR="deny"``).
+
+    The request is denied (fail closed) with this message as the reason. Unlike any other
+    exception from a matcher, it is not logged with a traceback: the matcher logs it itself,
+    once per cause rather than once per request.
+    """
