@@ -251,10 +251,12 @@ class Engine:
         """Decide for ``client``: first matching rule, else the default. Never raises."""
         rule = self._cache.get(client.address, _MISS)
         if rule is _MISS:
-            if client.key is None:
+            if client.key is None and self.rules:
                 return Decision(
                     client, None, False, f"client address {client.address!r} is not an IP address", self.scope
                 )
+            if client.key is None:  # no rules at all: nothing to match, the default decides
+                return Decision(client, None, self.default_allow, None, self.scope)
             try:
                 rule = self._lookup(client)
             except MatcherFailure as failure:
