@@ -67,6 +67,9 @@ class Matcher:
     prefix: ClassVar[str | None] = None
     #: Claims are tried before ``NAME:`` prefixes (built-in addresses and keywords only).
     claims_before_prefixes: ClassVar[bool] = False
+    #: Claims are tried only when no other rule type claims the value (bare host names, which
+    #: would otherwise take almost any word a plugin claims).
+    claims_last: ClassVar[bool] = False
     #: Whether decisions that consulted this matcher may be cached; a matcher whose answers
     #: change calls ``context.changed()`` when they do, or sets this to False.
     cacheable: ClassVar[bool] = True

@@ -21,7 +21,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "flask_allow.builtins.networks",
     "flask_allow.builtins.keywords",
     "flask_allow.builtins.listfile",
-    "flask_allow.builtins.remote_addr",
+    "flask_allow.builtins.hostnames",
+    "flask_allow.builtins.reverse",
+    "flask_allow.builtins.proxies",
     "flask_allow.builtins.accesslog",
 )
 

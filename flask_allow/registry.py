@@ -16,13 +16,15 @@ class MatcherRegistry:
     """The rule types of one app, from ``(matcher class, plugin name)`` pairs.
 
     A value goes to, in order: a matcher that claims it before prefixes (addresses, ``all``,
-    ``localhost``); the matcher whose ``prefix`` it starts with; a matcher that claims it.
+    ``localhost``); the matcher whose ``prefix`` it starts with; a matcher that claims it; a
+    matcher that claims it last (bare host names).
     """
 
     def __init__(self, provided: Iterable[tuple[type[Matcher], str]]) -> None:
         self.by_prefix: dict[str, tuple[type[Matcher], str]] = {}
         self.early: list[tuple[type[Matcher], str]] = []
         self.late: list[tuple[type[Matcher], str]] = []
+        self.last: list[tuple[type[Matcher], str]] = []
         seen: set[type[Matcher]] = set()
         for cls, plugin in provided:
             if not (isinstance(cls, type) and issubclass(cls, Matcher)):
@@ -44,7 +46,12 @@ class MatcherRegistry:
                     other = self.by_prefix[key][1]
                     raise ConfigError(f"rule prefix '{prefix}:' is claimed by two plugins: {other!r} and {plugin!r}")
                 self.by_prefix[key] = (cls, plugin)
-            (self.early if cls.claims_before_prefixes else self.late).append((cls, plugin))
+            if cls.claims_before_prefixes:
+                self.early.append((cls, plugin))
+            elif cls.claims_last:
+                self.last.append((cls, plugin))
+            else:
+                self.late.append((cls, plugin))
 
     def prefixes(self) -> list[str]:
         """The registered ``NAME:`` prefixes, sorted."""
@@ -61,9 +68,10 @@ class MatcherRegistry:
         match = _PREFIX.fullmatch(value)
         if match and match.group(1).lower() in self.by_prefix:
             return self.by_prefix[match.group(1).lower()][0], match.group(2)
-        found = self._claimed(self.late, value)
-        if found is not None:
-            return found, value
+        for tier in (self.late, self.last):
+            found = self._claimed(tier, value)
+            if found is not None:
+                return found, value
         if match:
             known = ", ".join(f"{p}:" for p in self.prefixes()) or "none"
             raise ValueError(f"unknown rule type {match.group(1)!r} in {value!r}; known prefixes: {known}")
