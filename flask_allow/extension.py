@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from flask import Flask, Request, abort, current_app, has_app_context, request
@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .matcher import MatcherContext
 from .plugins import make_plugin_manager
 from .registry import MatcherRegistry
+from .routes import RouteMarks, RouteTable, unreadable_client
 
 EXTENSION_KEY = "flask_allow"
 DECISION_ENVIRON_KEY = "flask_allow.decision"
@@ -57,9 +58,18 @@ class AppState:
         self.registry = MatcherRegistry(provided)
         self.engine = self.make_engine(config.get(keys.ADDRESS_RESTRICTION), keys.ADDRESS_RESTRICTION)
         try:
+            from .builtins.proxies import TrustedProxies
+
+            #: ALLOW_TRUSTED_PROXIES and ALLOW_PROXY_HEADER, compiled (read by the proxies plugin).
+            self.proxies = TrustedProxies(self)
+            #: Per-route and per-blueprint rules (``exempt``, ``restrict``), compiled.
+            self.routes = RouteTable(self, extension.route_marks)
             self.access_log = self._access_log(config.get(keys.ACCESS_LOG), previous)
         except BaseException:
             self.engine.close()
+            for part in ("proxies", "routes"):
+                if hasattr(self, part):
+                    getattr(self, part).close()
             raise
         self._observers = _calls(self.pm.hook.flask_allow_decision)
         self._addressers = _calls(self.pm.hook.flask_allow_client_address)
@@ -118,12 +128,16 @@ class AppState:
             if previous.access_log is not None and previous.access_log is not self.access_log:
                 previous.access_log.stop()
             previous.engine.close()
+            previous.routes.close()
+            previous.proxies.close()
         for lint in self.engine.lints:
             self.app.logger.warning("flask_allow: %s", lint)
 
     def close(self) -> None:
         """Release matchers and the log handler (app teardown, tests)."""
         self.engine.close()
+        self.routes.close()
+        self.proxies.close()
         if self.access_log is not None:
             self.access_log.stop()
 
@@ -149,12 +163,22 @@ class AppState:
             return answer
         return Client(answer if isinstance(answer, str) else "", req)
 
-    def guard(self, req: Request) -> Response | None:
-        """Decide for one request, tell the observers, and deny when the decision says so."""
+    def decide(self, req: Request) -> Decision:
+        """Decide for one request: its client, the global rules, then the route's (``flask allow check`` too)."""
         client = self.client_of(req)
-        decision = self.engine.decide(client)
+        if self.routes.active:
+            decision = self.routes.decide(req, client)
+        elif client.key is None and client.via:
+            decision = unreadable_client(client)
+        else:
+            decision = self.engine.decide(client)
         if not decision.allowed and self.settings.report_only:
             decision.enforced = False
+        return decision
+
+    def guard(self, req: Request) -> Response | None:
+        """Decide for one request, tell the observers, and deny when the decision says so."""
+        decision = self.decide(req)
         req.environ[DECISION_ENVIRON_KEY] = decision
         self.notify(decision)
         if decision.allowed or not decision.enforced:
@@ -206,6 +230,8 @@ class FlaskAllow:
     def __init__(self, app: Flask | None = None, *, plugins: Iterable[object] = ()) -> None:
         self.plugins = list(plugins)
         self._app: weakref.ref[Flask] | None = None
+        #: What ``exempt`` and ``restrict`` marked (compiled by every app this guards).
+        self.route_marks = RouteMarks()
         if app is not None:
             self._app = weakref.ref(app)
             self.init_app(app)
@@ -226,6 +252,10 @@ class FlaskAllow:
             state.close()
             raise
         app.before_request_funcs.setdefault(None, []).insert(0, _make_guard(app))
+        self.route_marks.apps.add(app)
+        from .cli import register as register_cli  # here, so `python -m flask_allow.cli` runs cleanly
+
+        register_cli(app)
         if not app.config.get(keys.ADDRESS_RESTRICTION) and not app.config.get(keys.ACCESS_LOG):
             app.logger.info("flask_allow: neither ADDRESS_RESTRICTION nor ACCESS_LOG is configured")
 
@@ -247,6 +277,24 @@ class FlaskAllow:
         if state is None or state.extension is not self:
             raise RuntimeError("flask_allow is not initialised on this app (call init_app)")
         return state
+
+    def exempt(self, target: Any = None) -> Any:
+        """Skip the global rules for a view (``@allow.exempt``), a View class or a blueprint.
+
+        Exempt requests are still decided (as exempt) and logged. Returns ``target`` unchanged.
+        """
+        if target is None:  # @allow.exempt()
+            return self.route_marks.exempt
+        return self.route_marks.exempt(target)
+
+    def restrict(self, rules: Sequence[Any], default: str = "deny") -> Callable[[Any], Any]:
+        """Add rules (``ADDRESS_RESTRICTION`` format) for a view, View class or blueprint.
+
+        They are evaluated after the global rules allowed the request; when none matches,
+        ``default`` decides (deny: ``restrict([{"ALLOW": "10.0.0.0/8"}])`` means only 10/8).
+        Invalid rules raise ``ConfigError`` here on the apps already guarded, else at ``init_app``.
+        """
+        return self.route_marks.restrict(rules, default)
 
     def check(self, address: str, *, app: Flask | None = None) -> Decision:
         """Decide for ``address`` with the global rules, without a request."""
