@@ -130,6 +130,14 @@ class AccessLog:
                 raise ConfigError(f"{name!r} must be a whole number >= 0", keys.ACCESS_LOG, value)
         if not isinstance(options["formatter"], str):
             raise ConfigError("'formatter' must be a logging format string", keys.ACCESS_LOG, value)
+        if not isinstance(options["queue"], bool):
+            raise ConfigError("'queue' must be True or False", keys.ACCESS_LOG, value)
+        try:
+            "".encode(options["encoding"])  # LookupError for unknown and bytes-to-bytes codecs (base64)
+        except (LookupError, TypeError):
+            raise ConfigError(
+                f"'encoding' {options['encoding']!r} is not a known text encoding", keys.ACCESS_LOG, value
+            ) from None
         try:
             logging.Formatter(options["formatter"]).format(
                 logging.LogRecord("flask.allow", logging.INFO, __file__, 0, "check", None, None)

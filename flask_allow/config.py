@@ -96,12 +96,16 @@ class Settings:
     def __init__(self, config: Any) -> None:
         from werkzeug.exceptions import default_exceptions
 
+        from .accesslog import AccessLog
+        from .engine import combine
         from .errors import ConfigError
+        from .plugins import _names
 
+        errors: list[ConfigError] = []  # every bad key is reported at once, not one per start-up
         default = get(config, ALLOW_DEFAULT)
         if not isinstance(default, str) or default.lower() not in ("allow", "deny"):
-            raise ConfigError("must be 'allow' or 'deny'", ALLOW_DEFAULT, default)
-        self.default_allow = default.lower() == "allow"
+            errors.append(ConfigError("must be 'allow' or 'deny'", ALLOW_DEFAULT, default))
+        self.default_allow = not isinstance(default, str) or default.lower() != "deny"
         status = get(config, ALLOW_DENY_STATUS)
         if (
             not isinstance(status, int)
@@ -109,22 +113,35 @@ class Settings:
             or not 400 <= status <= 599
             or status not in default_exceptions
         ):
-            raise ConfigError(
-                "must be an HTTP error status that flask.abort knows (400-599)", ALLOW_DENY_STATUS, status
+            errors.append(
+                ConfigError("must be an HTTP error status that flask.abort knows (400-599)", ALLOW_DENY_STATUS, status)
             )
         self.deny_status = status
-        self.report_only = _flag(config, ALLOW_REPORT_ONLY)
-        self.load_entry_points = _flag(config, ALLOW_LOAD_ENTRY_POINTS)
+        self.report_only = _flag(config, ALLOW_REPORT_ONLY, errors)
+        self.load_entry_points = _flag(config, ALLOW_LOAD_ENTRY_POINTS, errors)
         size = get(config, ALLOW_CACHE_SIZE)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size)
+            errors.append(ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size))
         self.cache_size = size
+        for key in (ALLOW_PLUGINS, ALLOW_DISABLE_PLUGINS):
+            try:
+                _names(get(config, key), key)
+            except ConfigError as exc:
+                errors.append(exc)
+        access_log = get(config, ACCESS_LOG)
+        if access_log is not None:
+            try:
+                AccessLog.options(access_log)
+            except ConfigError as exc:
+                errors.append(exc)
+        if errors:
+            raise combine(errors)
 
 
-def _flag(config: Any, key: str) -> bool:
+def _flag(config: Any, key: str, errors: list[Any]) -> bool:
     from .errors import ConfigError
 
     value = get(config, key)
     if not isinstance(value, bool):
-        raise ConfigError("must be True or False", key, value)
-    return value
+        errors.append(ConfigError("must be True or False", key, value))
+    return bool(value)

@@ -1,0 +1,126 @@
+"""Shared fixtures: a guarded Flask app factory that cleans up after itself, and small helpers."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_allow import FlaskAllow
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Published blocklists kept next to the repository (see its SOURCES.md).
+BLOCKLISTS = REPO_ROOT.parent / "shared" / "blocklists"
+
+MakeApp = Callable[..., Flask]
+
+
+def _loopback_only(address: Any) -> None:
+    """Refuse any socket destination beyond loopback: tests never touch the network."""
+    if not isinstance(address, tuple):
+        return  # AF_UNIX paths and the like
+    host = address[0]
+    if isinstance(host, bytes):
+        host = host.decode()
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(str(host).partition("%")[0]).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise OSError(f"test tried to reach {address!r}: only loopback is allowed in tests")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_only() -> Iterator[None]:
+    """Make every socket in the test process refuse non-loopback destinations."""
+    original = socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto
+
+    def connect(self: socket.socket, address: Any) -> None:
+        _loopback_only(address)
+        original[0](self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        _loopback_only(address)
+        return original[1](self, address)
+
+    def sendto(self: socket.socket, data: Any, *args: Any) -> int:
+        _loopback_only(args[-1])
+        return original[2](self, data, *args)  # type: ignore[arg-type]
+
+    socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto = connect, connect_ex, sendto  # type: ignore[method-assign,assignment]
+    yield
+    socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto = original  # type: ignore[method-assign]
+
+
+def new_app(config: dict[str, Any] | None = None, name: str = "guarded", root_path: str | None = None) -> Flask:
+    """A Flask app with ``/`` answering "ok", not yet guarded."""
+    app = Flask(name, root_path=root_path)
+    app.config.update(config or {})
+
+    @app.route("/")
+    def index() -> str:
+        return "ok"
+
+    @app.route("/<path:anything>")
+    def other(anything: str) -> str:
+        return "ok"
+
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Release what flask_allow holds for ``app`` (log handlers, matchers)."""
+    state = app.extensions.get("flask_allow")
+    if state is not None:
+        state.close()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[MakeApp]:
+    """``make_app(config, plugins=..., extension=...)``: a guarded app, closed at teardown."""
+    apps: list[Flask] = []
+
+    def factory(
+        config: dict[str, Any] | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        extension: FlaskAllow | None = None,
+        name: str = "guarded",
+    ) -> Flask:
+        app = new_app(config, name=name, root_path=str(tmp_path))
+        apps.append(app)
+        (extension or FlaskAllow(plugins=plugins)).init_app(app)
+        return app
+
+    yield factory
+    for app in apps:
+        close_app(app)
+
+
+def get(app: Flask, address: str, path: str = "/", **kwargs: Any) -> Any:
+    """A GET from ``address`` through the test client."""
+    environ = {"REMOTE_ADDR": address, **kwargs.pop("environ_base", {})}
+    return app.test_client().get(path, environ_base=environ, **kwargs)
+
+
+def status(app: Flask, address: str, path: str = "/") -> int:
+    """The status code a GET from ``address`` gets."""
+    return int(get(app, address, path).status_code)
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture, app: Flask) -> list[str]:
+    """The warning (and worse) messages logged on ``app.logger``."""
+    return [r.getMessage() for r in caplog.records if r.name == app.logger.name and r.levelno >= logging.WARNING]
+
+
+def lines(path: Path) -> list[str]:
+    """The lines of a log file (empty when it does not exist)."""
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
