@@ -93,10 +93,11 @@ def get(config: Any, key: str) -> Any:
 class Settings:
     """The validated top-level settings of one app (rules and plugins are validated elsewhere)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, root_path: str | None = None) -> None:
         from werkzeug.exceptions import default_exceptions
 
         from .accesslog import AccessLog
+        from .dns.settings import DNSSettings
         from .engine import combine
         from .errors import ConfigError
         from .plugins import _names
@@ -128,6 +129,10 @@ class Settings:
                 _names(get(config, key), key)
             except ConfigError as exc:
                 errors.append(exc)
+        try:  # checked even without a host-name rule: a typo must not wait for the first one
+            DNSSettings.from_config(config, root_path)
+        except ConfigError as exc:
+            errors.append(exc)
         access_log = get(config, ACCESS_LOG)
         if access_log is not None:
             try:

@@ -48,7 +48,7 @@ class AppState:
         self.app_ref = weakref.ref(app)
         self.extension = extension
         config = app.config
-        self.settings = keys.Settings(config)
+        self.settings = keys.Settings(config, app.root_path)
         self.shared: dict[str, Any] = shared if shared is not None else {}
         self.pm = make_plugin_manager(config, extension.plugins)
         provided = []

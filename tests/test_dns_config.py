@@ -144,6 +144,8 @@ def test_bad_dns_settings_are_config_errors_naming_the_key(
         make_app(dns_config(dns, [{"ALLOW": "proxy.example.com"}], **{key: value}))
     with pytest.raises(ConfigError, match=key):
         DNSSettings.from_config(dns_config(dns, [], **{key: value}))
+    with pytest.raises(ConfigError, match=key):  # checked at start-up even without a host-name rule
+        make_app({"ADDRESS_RESTRICTION": [{"ALLOW": "10.0.0.0/8"}], key: value})
 
 
 def test_good_dns_settings(tmp_path: Path) -> None:
