@@ -407,7 +407,6 @@ def test_test_config_toml(app: Flask, tmp_path: Path) -> None:
 
 
 def test_test_config_yaml(app: Flask, tmp_path: Path) -> None:
-    pytest.importorskip("yaml")
     path = tmp_path / "config.yaml"
     path.write_text("ADDRESS_RESTRICTION:\n  - ALLOW: 10.0.0.0/8\n  - DENY: [all, 10.0.0.1.2]\n")
     result = run(app, "test-config", str(path))

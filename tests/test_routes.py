@@ -333,7 +333,6 @@ def test_restrict_the_as_view_function_and_class_decorators(new: Any) -> None:
 
 @pytest.mark.parametrize("route_first", [True, False])
 def test_async_views(new: Any, route_first: bool) -> None:
-    pytest.importorskip("asgiref")
     app = new()
     allow = FlaskAllow(app)
     restrict = allow.restrict([{"ALLOW": "10.0.0.0/8"}])
