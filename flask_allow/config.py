@@ -93,19 +93,23 @@ def get(config: Any, key: str) -> Any:
 class Settings:
     """The validated top-level settings of one app (rules and plugins are validated elsewhere)."""
 
-    def __init__(self, config: Any, root_path: str | None = None) -> None:
+    def __init__(self, config: Any, root_path: str | None = None, errors: list[Any] | None = None) -> None:
+        """Validate; raise one ``ConfigError`` for every bad key, or add them to ``errors`` if given.
+
+        A bad value is replaced by its default, so the rest of the configuration can still be
+        checked and every error reported at once.
+        """
         from werkzeug.exceptions import default_exceptions
 
-        from .accesslog import AccessLog
         from .dns.settings import DNSSettings
         from .engine import combine
         from .errors import ConfigError
         from .plugins import _names
 
-        errors: list[ConfigError] = []  # every bad key is reported at once, not one per start-up
+        collected: list[ConfigError] = []  # every bad key is reported at once, not one per start-up
         default = get(config, ALLOW_DEFAULT)
         if not isinstance(default, str) or default.lower() not in ("allow", "deny"):
-            errors.append(ConfigError("must be 'allow' or 'deny'", ALLOW_DEFAULT, default))
+            collected.append(ConfigError("must be 'allow' or 'deny'", ALLOW_DEFAULT, default))
         self.default_allow = not isinstance(default, str) or default.lower() != "deny"
         status = get(config, ALLOW_DENY_STATUS)
         if (
@@ -114,33 +118,29 @@ class Settings:
             or not 400 <= status <= 599
             or status not in default_exceptions
         ):
-            errors.append(
+            collected.append(
                 ConfigError("must be an HTTP error status that flask.abort knows (400-599)", ALLOW_DENY_STATUS, status)
             )
-        self.deny_status = status
-        self.report_only = _flag(config, ALLOW_REPORT_ONLY, errors)
-        self.load_entry_points = _flag(config, ALLOW_LOAD_ENTRY_POINTS, errors)
+        self.deny_status = status if status in default_exceptions else DEFAULTS[ALLOW_DENY_STATUS]
+        self.report_only = _flag(config, ALLOW_REPORT_ONLY, collected)
+        self.load_entry_points = _flag(config, ALLOW_LOAD_ENTRY_POINTS, collected)
         size = get(config, ALLOW_CACHE_SIZE)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            errors.append(ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size))
-        self.cache_size = size
+            collected.append(ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size))
+        self.cache_size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 65536
         for key in (ALLOW_PLUGINS, ALLOW_DISABLE_PLUGINS):
             try:
                 _names(get(config, key), key)
             except ConfigError as exc:
-                errors.append(exc)
+                collected.append(exc)
         try:  # checked even without a host-name rule: a typo must not wait for the first one
             DNSSettings.from_config(config, root_path)
         except ConfigError as exc:
-            errors.append(exc)
-        access_log = get(config, ACCESS_LOG)
-        if access_log is not None:
-            try:
-                AccessLog.options(access_log)
-            except ConfigError as exc:
-                errors.append(exc)
-        if errors:
-            raise combine(errors)
+            collected.append(exc)
+        if collected and errors is not None:
+            errors.extend(collected)
+        elif collected:
+            raise combine(collected)
 
 
 def _flag(config: Any, key: str, errors: list[Any]) -> bool:

@@ -1,26 +1,31 @@
 """The engine: configured lists in, compiled ordered rules out, ``decide(client) -> Decision``.
 
 No Flask here. A run of consecutive static rules is one ``StaticIndex``; a dynamic rule (DNS) is
-asked in its place. Decisions that rest only on static rules (or on dynamic matchers that report
-their changes) are kept in a bounded cache keyed by the address text, dropped whenever the
-rules or a DNS answer change.
+asked in its place. A list with dynamic rules keeps its decisions (those that rest only on static
+rules or on dynamic matchers that report their changes) in a bounded cache keyed by the address
+text, dropped whenever the rules or a DNS answer change; an all-static list needs none, its index
+answers as fast as a cache would.
 """
 
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
-from .addresses import V4_MAX, V6_MAX, Span
+from .addresses import V4_MAX, V6_MAX, Span, parse_client
 from .client import Client
 from .decision import ALLOW, DENY, Decision, Rule
 from .errors import ConfigError, MatchError
-from .index import StaticIndex
-from .matcher import MatcherContext
+from .index import RADIX_SHIFT, SpanSet, StaticIndex
+from .matcher import Matcher, MatcherContext
 from .registry import MatcherRegistry
 
-_MISS = object()
+_MISS: Any = object()
+_from_bytes = int.from_bytes
+_MAPPED = b"\x00" * 10 + b"\xff\xff"
 ContextFactory = Callable[[str], MatcherContext]
 
 
@@ -100,17 +105,27 @@ def build_rule(
         raise ConfigError(f"{value!r}: {exc}", location, value) from exc
     except (ValueError, OSError, TypeError) as exc:
         raise ConfigError(str(exc) if repr(text) in str(exc) else f"{value!r}: {exc}", location, value) from exc
+    except Exception as exc:  # a plugin's bug is still this rule's error, reported at start-up
+        raise ConfigError(f"{value!r}: {type(exc).__name__}: {exc}", location, value) from exc
     return Rule(action, text, location, matcher, index)
 
 
 def combine(errors: Sequence[ConfigError]) -> ConfigError:
-    """One ``ConfigError`` for several, listing each; ``.errors`` holds them all."""
-    if len(errors) == 1:
-        error = errors[0]
-    else:
-        lines = "\n".join(f"  {e}" for e in errors)
-        error = ConfigError(f"{len(errors)} configuration errors:\n{lines}")
-    error.errors = list(errors)  # type: ignore[attr-defined]
+    """One ``ConfigError`` for several, listing each; ``.errors`` holds them all (flattened)."""
+    flat: list[ConfigError] = []
+    for single in (single for error in errors for single in error.errors):
+        # A rule that failed only because of a setting already reported says nothing new.
+        cause = single.__cause__
+        if isinstance(cause, ConfigError) and any(str(cause) == str(seen) for seen in flat):
+            continue
+        if any(str(single) == str(seen) for seen in flat):  # one key checked in two places
+            continue
+        flat.append(single)
+    if len(flat) == 1:
+        return flat[0]
+    lines = "\n".join(f"  {e}" for e in flat)
+    error = ConfigError(f"{len(flat)} configuration errors:\n{lines}")
+    error.errors = flat
     return error
 
 
@@ -119,9 +134,19 @@ class _Run:
 
     __slots__ = ("index", "rules")
 
-    def __init__(self, rules: list[Rule], spans: list[list[Span]]) -> None:
+    def __init__(self, rules: list[Rule], spans: list[list[Span] | SpanSet]) -> None:
         self.rules = rules
         self.index = StaticIndex(spans)
+
+
+def static_spans(matcher: Matcher) -> list[Span] | SpanSet | None:
+    """A matcher's static spans: its compact ``span_set()`` when it has one, else ``spans()``."""
+    span_set = getattr(matcher, "span_set", None)
+    if span_set is not None:
+        found = span_set()
+        if isinstance(found, SpanSet):
+            return found
+    return matcher.spans()
 
 
 class MatcherFailure(Exception):
@@ -139,7 +164,15 @@ class Engine:
     """Compiled rules and a default: ``decide(client) -> Decision``.
 
     ``scope`` names the list for reasons (None for the global ``ADDRESS_RESTRICTION``).
+
+    ``lookup(address)`` is the fast path: the rule that decides for an address string, or None
+    when the default decides (parsing included, no ``Client``, no ``Decision``). It raises
+    ``ValueError`` for an address that is not an IP address and ``MatcherFailure`` when a dynamic
+    matcher fails. It is a function made for this engine's index and cache, remade whenever the
+    cache is dropped.
     """
+
+    lookup: Callable[[str], Rule | None]
 
     def __init__(
         self,
@@ -158,15 +191,27 @@ class Engine:
         self._segments: list[_Run | Rule] = []
         self.lints: list[str] = []
         self._compile()
+        #: Whether decisions are cached: for lists with dynamic rules, unless ``cache_size`` is 0.
+        self._caching = bool(cache_size) and not self.static
+        # An all-static list (or none) is one index: its rules by label, 0 (no match) first.
         only = self._segments[0] if len(self._segments) == 1 else None
-        self._single: StaticIndex | None = only.index if isinstance(only, _Run) else None
+        self._index = only.index if isinstance(only, _Run) else StaticIndex([])
+        self._by_label: tuple[Rule | None, ...] | None = None
+        if self.static:
+            self._by_label = (None, *only.rules) if isinstance(only, _Run) else (None,)
+        self.lookup = self._make_lookup(self._cache)
 
     def _compile(self) -> None:
         run_rules: list[Rule] = []
-        run_spans: list[list[Span]] = []
+        run_spans: list[list[Span] | SpanSet] = []
         covers = _Coverage()
+        errors: list[ConfigError] = []
         for rule in self.rules:
-            spans = rule.matcher.spans()
+            try:
+                spans = static_spans(rule.matcher)
+            except Exception as exc:  # a plugin's networks() holding a bad entry: that rule's error
+                errors.append(ConfigError(f"{rule.spec!r}: {type(exc).__name__}: {exc}", rule.location, rule.spec))
+                continue
             if spans is None:
                 if run_rules:
                     self._segments.append(_Run(run_rules, run_spans))
@@ -177,6 +222,9 @@ class Engine:
             covers.add(rule, spans)
             run_rules.append(rule)
             run_spans.append(spans)
+        if errors:
+            self.close()
+            raise combine(errors)
         if run_rules:
             self._segments.append(_Run(run_rules, run_spans))
         del run_spans
@@ -188,8 +236,14 @@ class Engine:
         return all(isinstance(s, _Run) for s in self._segments)
 
     def invalidate(self) -> None:
-        """Drop every cached decision (a dynamic matcher's answers changed)."""
-        self._cache = {}
+        """Drop every cached decision (a dynamic matcher's answers changed).
+
+        The cache is replaced, not emptied: a decision still being made with the old answers
+        goes into the old cache, which nothing reads any more.
+        """
+        cache: dict[str, Rule | None] = {}
+        self.lookup = self._make_lookup(cache)
+        self._cache = cache
 
     def close(self) -> None:
         """Release every matcher (called when these rules are replaced)."""
@@ -199,30 +253,106 @@ class Engine:
             except Exception:  # closing old rules must not break a reload
                 self.logger.exception("flask_allow: closing %s failed", rule.describe())
 
-    def lookup(self, address: str) -> Rule | None:
-        """Return the rule that decides for ``address``, or None when the default decides.
+    def _make_lookup(self, cache: dict[str, Rule | None]) -> Callable[[str], Rule | None]:
+        """Make ``lookup`` for ``cache``: inlined for an all-static list, else generic.
 
-        The fast path (cached, parse included). Raises ``ValueError`` for an address that is not
-        an IP address and ``MatcherFailure`` when a dynamic matcher fails.
+        An all-static list needs no cache: searching its index costs about what a probe into
+        the cache would (hashing the address text and a dict lookup), and a stream of new
+        clients would only churn it. The cache stands in front of dynamic rules.
         """
-        rule = self._cache.get(address, _MISS)
-        if rule is not _MISS:
-            return rule  # type: ignore[return-value]
+        only = self._segments[0] if len(self._segments) == 1 else None
+        if not isinstance(only, _Run):
+            get = cache.get
+            slow = self._slow_lookup
+
+            def lookup(address: str) -> Rule | None:
+                rule = get(address, _MISS)
+                if rule is _MISS:
+                    return slow(address, cache)
+                return rule
+
+            return lookup
+        # One index holds every rule: an IPv4 client is parsed and searched right here (no
+        # Client, no Decision); anything else (IPv6, mapped, not an address) takes ``other``.
+        index = only.index
+        rules: tuple[Rule | None, ...] = (None, *only.rules)
+        labels = index.v4_labels
+        pton, family, from_bytes, search = inet_pton, AF_INET, _from_bytes, bisect_right
+
+        high, low, labels6, keys6 = index.v6_high, index.v6_low, index.v6_labels, index.v6_keys
+
+        def other(address: str) -> Rule | None:
+            try:
+                packed = pton(AF_INET6, address)
+            except (OSError, TypeError, ValueError):  # a zone (fe80::1%eth0), or not an address
+                key = parse_client(address)
+                if key is None:
+                    raise ValueError(f"client address {address!r} is not an IP address") from None
+                return rules[index.lookup(*key)]
+            if packed[:12] == _MAPPED:  # ::ffff:a.b.c.d is a.b.c.d
+                return rules[index.lookup(4, from_bytes(packed[12:], "big"))]
+            if keys6 is not None:
+                return rules[labels6[search(keys6, packed) - 1]]
+            top = from_bytes(packed[:8], "big")
+            i = search(high, top)
+            if high[i - 1] == top:  # boundaries share this high half: the low halves decide
+                i = search(low, from_bytes(packed[8:], "big"), bisect_left(high, top, 0, i), i)
+            return rules[labels6[i - 1]]
+
+        keys = index.v4_keys
+        if keys is not None:
+
+            def lookup_small(address: str) -> Rule | None:
+                try:
+                    packed = pton(family, address)
+                except (OSError, TypeError, ValueError):
+                    return other(address)
+                return rules[labels[search(keys, packed) - 1]]
+
+            return lookup_small
+
+        starts, direct, radix, shift = index.v4_starts, index.v4_direct, index.v4_radix, RADIX_SHIFT
+        assert direct is not None and radix is not None
+        if index.v4_pair is None:
+
+            def lookup_radix(address: str) -> Rule | None:
+                try:
+                    value = from_bytes(pton(family, address), "big")
+                except (OSError, TypeError, ValueError):
+                    return other(address)
+                bucket = value >> shift
+                label = direct[bucket]
+                if label < 0:  # the /16 holds boundaries: search among them
+                    label = labels[search(starts, value, radix[bucket], radix[bucket + 1]) - 1]
+                return rules[label]
+
+            return lookup_radix
+
+        pair = (rules[index.v4_pair[0]], rules[index.v4_pair[1]])
+
+        def lookup_pair(address: str) -> Rule | None:
+            try:
+                value = from_bytes(pton(family, address), "big")
+            except (OSError, TypeError, ValueError):
+                return other(address)
+            bucket = value >> shift
+            label = direct[bucket]
+            if label < 0:
+                return pair[(search(starts, value, radix[bucket], radix[bucket + 1]) - 1) & 1]
+            return rules[label]
+
+        return lookup_pair
+
+    def _slow_lookup(self, address: str, cache: dict[str, Rule | None]) -> Rule | None:
         client = Client(address)
         if client.key is None:
             raise ValueError(f"client address {address!r} is not an IP address")
-        return self._lookup(client)
+        return self._lookup(client, cache)
 
-    def _lookup(self, client: Client) -> Rule | None:
-        single = self._single
-        if single is not None:
-            label = single.lookup(*client.key)  # type: ignore[misc]
-            rule = self._segments[0].rules[label - 1] if label else None  # type: ignore[union-attr]
-            cacheable = True
-        else:
-            rule, cacheable = self._match(client)
-        if cacheable and self.cache_size:
-            cache = self._cache
+    def _lookup(self, client: Client, cache: dict[str, Rule | None]) -> Rule | None:
+        """Match and remember in ``cache`` (the one that was current when the lookup began)."""
+        rule, cacheable = self._match(client)
+        if cacheable and self._caching:
             if len(cache) >= self.cache_size:
                 cache.clear()
             cache[client.address] = rule
@@ -249,23 +379,32 @@ class Engine:
 
     def decide(self, client: Client) -> Decision:
         """Decide for ``client``: first matching rule, else the default. Never raises."""
-        rule = self._cache.get(client.address, _MISS)
+        key = client.key
+        if key is not None and self._by_label is not None:  # all static: one search, nothing cached
+            rule = self._by_label[self._index.lookup(*key)]
+            if rule is None:
+                return Decision(client, None, self.default_allow, None, self.scope)
+            return Decision(client, rule, rule.allowed, None, self.scope)
+        cache = self._cache
+        rule = cache.get(client.address, _MISS)
         if rule is _MISS:
             if client.key is None and self.rules:
+                # logged here too, so a denial is never silent when no ACCESS_LOG is configured
+                self.logger.warning("flask_allow: client address %r is not an IP address (denied)", client.address)
                 return Decision(
                     client, None, False, f"client address {client.address!r} is not an IP address", self.scope
                 )
             if client.key is None:  # no rules at all: nothing to match, the default decides
                 return Decision(client, None, self.default_allow, None, self.scope)
             try:
-                rule = self._lookup(client)
+                rule = self._lookup(client, cache)
             except MatcherFailure as failure:
                 if not isinstance(failure.__cause__, MatchError):
                     self.logger.error("flask_allow: %s (request denied)", failure, exc_info=failure.__cause__)
                 return Decision(client, failure.rule, False, str(failure), self.scope)
         if rule is None:
             return Decision(client, None, self.default_allow, None, self.scope)
-        return Decision(client, rule, rule.allowed, None, self.scope)  # type: ignore[attr-defined,arg-type]
+        return Decision(client, rule, rule.allowed, None, self.scope)
 
     def explain(self, client: Client) -> list[tuple[Rule, str, str]]:
         """Trace the rules for ``client`` in order: ``(rule, outcome, why)`` up to the decider.
@@ -301,23 +440,26 @@ class _Coverage:
         self.all_v6: list[Rule] = []
         self.empty: list[Rule] = []
 
-    def add(self, rule: Rule, spans: list[Span]) -> None:
+    def add(self, rule: Rule, spans: list[Span] | SpanSet) -> None:
         if not spans:
             self.empty.append(rule)
-        for family, first, last in spans:
-            if first == 0 and last == (V4_MAX if family == 4 else V6_MAX):
-                (self.all_v4 if family == 4 else self.all_v6).append(rule)
+        if isinstance(spans, SpanSet):
+            covers = [family for family in (4, 6) if spans.covers_all(family)]
+        else:
+            covers = [f for f, first, last in spans if first == 0 and last == (V4_MAX if f == 4 else V6_MAX)]
+        for family in dict.fromkeys(covers):
+            (self.all_v4 if family == 4 else self.all_v6).append(rule)
 
     def lints(self, rules: list[Rule], default_allow: bool, segments: list[_Run | Rule]) -> list[str]:
         found: list[str] = []
         denies_v4 = [r for r in self.all_v4 if r.action == DENY]
-        denies_v6 = [r for r in self.all_v6 if r.action == DENY]
         if default_allow and denies_v4 and not self.all_v6:
             found.append(
                 f"{denies_v4[0].describe()} denies every IPv4 client, but no rule covers IPv6: "
                 "IPv6 clients fall to the default (allow). Add DENY '::/0' or use 'all'."
             )
-        if default_allow and any(r.action == ALLOW for r in rules) and not (denies_v4 and denies_v6):
+        # an explicit catch-all of either action (``ALLOW all`` included) leaves nobody to the default
+        if default_allow and any(r.action == ALLOW for r in rules) and not (self.all_v4 and self.all_v6):
             found.append(
                 "ALLOW rules without a final catch-all DENY ('all') while ALLOW_DEFAULT is "
                 "'allow': clients that match no rule are allowed anyway."
@@ -334,7 +476,7 @@ def _shadowed(segments: list[_Run | Rule], empty: set[Rule]) -> list[str]:
         if not isinstance(segment, _Run):
             continue
         index = segment.index
-        reachable = set(index.v4_labels) | set(index.v6_labels)
+        reachable = index.labels()
         for label, rule in enumerate(segment.rules, start=1):
             if label not in reachable and rule not in empty:
                 found.append(f"{rule.describe()} can never match: earlier rules cover all of it")

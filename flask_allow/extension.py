@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -14,8 +15,9 @@ from . import config as keys
 from .accesslog import AccessLog
 from .client import Client
 from .decision import Decision
-from .engine import Engine, compile_rules
+from .engine import Engine, combine, compile_rules
 from .errors import ConfigError
+from .index import built_elsewhere
 from .matcher import MatcherContext
 from .plugins import make_plugin_manager
 from .registry import MatcherRegistry
@@ -35,6 +37,22 @@ def _calls(hook: Any) -> list[tuple[Callable[..., Any], tuple[str, ...]]] | None
     return [(impl.function, tuple(impl.argnames)) for impl in reversed(impls)]
 
 
+def _positional(function: Callable[..., Any], argnames: tuple[str, ...], first: str) -> Callable[..., Any] | None:
+    """Make a hook implementation callable as ``(first, app)``, passing only what it names (as
+    pluggy does), without building keyword arguments per call; None for another signature."""
+    if argnames == (first, "app"):
+        return function
+    if argnames == (first,):
+        return lambda value, app: function(value)
+    if argnames == ("app", first):
+        return lambda value, app: function(app, value)
+    if argnames == ("app",):
+        return lambda value, app: function(app)
+    if argnames == ():
+        return lambda value, app: function()
+    return None
+
+
 class AppState:
     """Everything flask_allow holds for one app; built whole, then swapped in by ``reload()``."""
 
@@ -48,28 +66,58 @@ class AppState:
         self.app_ref = weakref.ref(app)
         self.extension = extension
         config = app.config
-        self.settings = keys.Settings(config, app.root_path)
+        # Every part is built even when an earlier one is wrong, so that one ConfigError can
+        # name every mistake; a part that cannot be built without its predecessor stops there.
+        errors: list[ConfigError] = []
+        self.settings = keys.Settings(config, app.root_path, errors)
         self.shared: dict[str, Any] = shared if shared is not None else {}
-        self.pm = make_plugin_manager(config, extension.plugins)
-        provided = []
-        for plugin_matchers, plugin in self._each_result(self.pm.hook.flask_allow_matchers):
-            for cls in plugin_matchers or ():
-                provided.append((cls, plugin))
-        self.registry = MatcherRegistry(provided)
-        self.engine = self.make_engine(config.get(keys.ADDRESS_RESTRICTION), keys.ADDRESS_RESTRICTION)
         try:
-            from .builtins.proxies import TrustedProxies
+            self.pm = make_plugin_manager(config, extension.plugins)
+            provided = []
+            for plugin_matchers, plugin in self._each_result(self.pm.hook.flask_allow_matchers):
+                for cls in plugin_matchers or ():
+                    provided.append((cls, plugin))
+            self.registry = MatcherRegistry(provided)
+        except ConfigError as exc:
+            raise combine([*errors, exc]) from exc
+        from .builtins.proxies import TrustedProxies
 
+        built: list[Any] = []
+
+        def attempt(build: Callable[[], Any]) -> Any:
+            try:
+                part = build()
+            except ConfigError as exc:
+                errors.append(exc)
+                return None
+            built.append(part)
+            return part
+
+        try:
+            engine = attempt(lambda: self.make_engine(config.get(keys.ADDRESS_RESTRICTION), keys.ADDRESS_RESTRICTION))
             #: ALLOW_TRUSTED_PROXIES and ALLOW_PROXY_HEADER, compiled (read by the proxies plugin).
-            self.proxies = TrustedProxies(self)
-            #: Per-route and per-blueprint rules (``exempt``, ``restrict``), compiled.
-            self.routes = RouteTable(self, extension.route_marks)
-            self.access_log = self._access_log(config.get(keys.ACCESS_LOG), previous)
+            self.proxies: TrustedProxies = attempt(lambda: TrustedProxies(self))
+            if engine is not None:  # route rules are evaluated after the global ones
+                self.engine: Engine = engine
+                #: Per-route and per-blueprint rules (``exempt``, ``restrict``), compiled.
+                self.routes: RouteTable = attempt(lambda: RouteTable(self, extension.route_marks))
+            log_value = config.get(keys.ACCESS_LOG)
+            if errors and log_value is not None:  # only check it: an opened file would stay behind
+                try:
+                    AccessLog.options(log_value)
+                except ConfigError as exc:
+                    errors.append(exc)
+            else:
+                self.access_log: AccessLog | None = attempt(lambda: self._access_log(log_value, previous))
+            if errors:
+                raise combine(errors)
         except BaseException:
-            self.engine.close()
-            for part in ("proxies", "routes"):
-                if hasattr(self, part):
-                    getattr(self, part).close()
+            for part in built:
+                if isinstance(part, AccessLog):
+                    if part is not getattr(previous, "access_log", None):
+                        part.stop()
+                elif part is not None:
+                    part.close()
             raise
         self._observers = _calls(self.pm.hook.flask_allow_decision)
         self._addressers = _calls(self.pm.hook.flask_allow_client_address)
@@ -176,9 +224,43 @@ class AppState:
             decision.enforced = False
         return decision
 
+    @functools.cached_property
+    def _peer_is_client(self) -> bool:
+        """Whether the client is simply the socket peer: only the built-in answer, no trusted proxies."""
+        from .builtins import proxies as builtin
+
+        calls = self._addressers
+        return (
+            calls is not None
+            and [f for f, _ in calls] == [builtin.flask_allow_client_address]
+            and not self.proxies.active
+        )
+
+    @functools.cached_property
+    def _observe(self) -> list[Callable[[Decision, Flask], Any]] | None:
+        """The ``flask_allow_decision`` implementations, each callable as ``(decision, app)``.
+
+        The built-in access log's is left out when this state has no ``ACCESS_LOG``: it would
+        write nothing.
+        """
+        from .builtins import accesslog as builtin
+
+        calls = self._observers
+        if calls is None:
+            return None
+        if self.access_log is None:
+            calls = [(function, names) for function, names in calls if function is not builtin.flask_allow_decision]
+        adapted = [_positional(function, argnames, "decision") for function, argnames in calls]
+        return None if None in adapted else adapted  # type: ignore[return-value]
+
     def guard(self, req: Request) -> Response | None:
         """Decide for one request, tell the observers, and deny when the decision says so."""
-        decision = self.decide(req)
+        if self._peer_is_client and not self.routes.active:  # the usual set-up, the short way
+            decision = self.engine.decide(Client(req.environ.get("REMOTE_ADDR") or "", req))
+            if not decision.allowed and self.settings.report_only:
+                decision.enforced = False
+        else:
+            decision = self.decide(req)
         req.environ[DECISION_ENVIRON_KEY] = decision
         self.notify(decision)
         if decision.allowed or not decision.enforced:
@@ -187,6 +269,16 @@ class AppState:
 
     def notify(self, decision: Decision) -> None:
         """Call every ``flask_allow_decision`` observer; one that fails is logged, not fatal."""
+        observe = self._observe
+        if observe is not None:
+            if observe:
+                app = self.app
+                for call in observe:
+                    try:
+                        call(decision, app)
+                    except Exception:
+                        app.logger.exception("flask_allow: flask_allow_decision of %r failed", call)
+            return
         app = self.app
         if self._observers is None:
             try:
@@ -308,7 +400,8 @@ class FlaskAllow:
         """
         app = self._get_app(app)
         old = self.state(app)
-        new = AppState(app, self, shared=old.shared, previous=old)
+        with built_elsewhere():  # large lists compile in a child process: requests keep the GIL
+            new = AppState(app, self, shared=old.shared, previous=old)
         app.extensions[EXTENSION_KEY] = new
         new.start(previous=old)
 

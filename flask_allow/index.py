@@ -2,112 +2,413 @@
 
 The run is flattened, once, into disjoint intervals per address family, each labelled with the
 first rule of the run that covers it (first match wins), so a lookup is one binary search
-however many rules and networks the run holds. IPv4 boundaries live in a compact ``array``
-of 32-bit integers; IPv6 boundaries in a list of ints.
+however many rules and networks the run holds. Everything kept is a compact ``array``: IPv4
+boundaries as 32-bit integers (with tables per /16 once there are many, so a search touches a
+few entries whatever the size), IPv6 boundaries as two 64-bit halves, labels as the smallest
+integer type that holds them. No Python object per network survives compiling (a small index
+also keeps its boundaries as bytes, to be searched with the packed address itself). A large
+index built during ``reload()`` is built in a child process: see ``built_elsewhere()``.
 """
 
 from __future__ import annotations
 
-import heapq
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
 from array import array
-from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from itertools import accumulate, compress, islice, pairwise, repeat
+from operator import gt, ne
+from typing import Any, BinaryIO
 
 from .addresses import V4_MAX, V6_MAX, Span
 
 NO_MATCH = 0  # label of the gaps; rule k of the run is labelled k + 1
+#: From this many IPv4 boundaries on, an index keeps ``v4_direct`` and ``v4_radix`` (per /16).
+RADIX_MIN = 256
+RADIX_SHIFT = 16
+#: Below this many IPv6 boundaries, an index also keeps them as 16-byte keys (``v6_keys``).
+V6_KEYS_MAX = 4096
+_LOW64 = (1 << 64) - 1
+_succ = (1).__add__
 
 
-def flatten(spans: Iterable[tuple[int, int, int]], top: int) -> tuple[list[int], list[int]]:
-    """Flatten ``(first, last, label)`` spans into boundaries and labels, lowest label winning.
+class SpanSet:
+    """The spans of one static rule as compact columns, in no particular order.
 
-    Returns ``starts`` (beginning with 0) and ``labels``, such that the label of address ``x`` is
-    ``labels[bisect_right(starts, x) - 1]``; adjacent intervals never share a label.
+    What a list file compiles into without a ``Span`` per line: ``v4_first``/``v4_last`` are
+    arrays of 32-bit integers, ``v6_first``/``v6_last`` lists of integers. A matcher may hand
+    one to the engine from a ``span_set()`` method instead of ``spans()``.
     """
-    items = sorted(spans)
-    starts: list[int] = [0]
-    labels: list[int] = [NO_MATCH]
 
-    def emit(position: int, label: int) -> None:
-        if position > top:
-            return
-        if starts[-1] == position:
-            labels[-1] = label
-            if len(labels) > 1 and labels[-2] == label:
-                starts.pop()
-                labels.pop()
-        elif labels[-1] != label:
-            starts.append(position)
-            labels.append(label)
+    __slots__ = ("v4_first", "v4_last", "v6_first", "v6_last")
 
-    if items and _one_label(items):
-        _flatten_one(items, emit)
-        return starts, labels
+    def __init__(self) -> None:
+        self.v4_first = array("I")
+        self.v4_last = array("I")
+        self.v6_first: list[int] = []
+        self.v6_last: list[int] = []
 
-    active: list[tuple[int, int]] = []  # heap of (label, last)
-    i, n = 0, len(items)
-    position = items[0][0] if items else 0
-    while i < n or active:
-        if not active and i < n and items[i][0] > position:
-            position = items[i][0]
-        while i < n and items[i][0] == position:
-            heapq.heappush(active, (items[i][2], items[i][1]))
-            i += 1
-        while active and active[0][1] < position:
-            heapq.heappop(active)
-        if not active:
-            emit(position, NO_MATCH)
-            continue
-        emit(position, active[0][0])
-        end = active[0][1] + 1
-        next_start = items[i][0] if i < n else end
-        position = min(end, next_start)
-    return starts, labels
+    @classmethod
+    def of(cls, spans: Iterable[tuple[int, int, int]]) -> SpanSet:
+        """Collect folded spans (``Span`` or ``(family, first, last)``)."""
+        made = cls()
+        for family, first, last in spans:
+            made.add(family, first, last)
+        return made
 
-
-def _one_label(items: list[tuple[int, int, int]]) -> bool:
-    label = items[0][2]
-    return all(item[2] == label for item in items)
-
-
-def _flatten_one(items: list[tuple[int, int, int]], emit: object) -> None:
-    """Merge the spans of a single rule (the common ``file:`` case): a plain union."""
-    label = items[0][2]
-    first, last, _ = items[0]
-    for lo, hi, _ in items:
-        if lo <= last + 1:
-            if hi > last:
-                last = hi
+    def add(self, family: int, first: int, last: int) -> None:
+        """Add one span."""
+        if family == 4:
+            self.v4_first.append(first)
+            self.v4_last.append(last)
         else:
-            emit(first, label)  # type: ignore[operator]
-            emit(last + 1, NO_MATCH)  # type: ignore[operator]
-            first, last = lo, hi
-    emit(first, label)  # type: ignore[operator]
-    emit(last + 1, NO_MATCH)  # type: ignore[operator]
+            self.v6_first.append(first)
+            self.v6_last.append(last)
+
+    def __len__(self) -> int:
+        return len(self.v4_first) + len(self.v6_first)
+
+    def __iter__(self) -> Iterator[Span]:
+        for first, last in zip(self.v4_first, self.v4_last, strict=True):
+            yield Span(4, first, last)
+        for first, last in zip(self.v6_first, self.v6_last, strict=True):
+            yield Span(6, first, last)
+
+    def covers_all(self, family: int) -> bool:
+        """Say whether one span is the whole address space of ``family``."""
+        firsts: Sequence[int]
+        lasts: Sequence[int]
+        if family == 4:
+            top, firsts, lasts = V4_MAX, self.v4_first, self.v4_last
+        else:
+            top, firsts, lasts = V6_MAX, self.v6_first, self.v6_last
+        return 0 in firsts and any(last == top for first, last in zip(firsts, lasts, strict=True) if first == 0)
+
+
+def union(firsts: Sequence[int], lasts: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Merge inclusive spans into sorted, disjoint, non-adjacent ``[open, end)`` intervals.
+
+    Sorting the firsts and the lasts each on its own keeps the union (the i-th smallest first
+    paired with the i-th smallest last covers exactly the same addresses), and a gap lies
+    between ``last[i - 1]`` and ``first[i]`` exactly when ``first[i] > last[i - 1] + 1``.
+    Everything runs in C loops (sort, map, compress), none per span in Python.
+    """
+    if not firsts:
+        return [], []
+    opens = sorted(firsts)
+    ends = sorted(lasts)
+    gaps = list(map(gt, islice(opens, 1, None), map(_succ, ends)))
+    # exclusive ends; the last may be top + 1
+    return [opens[0], *compress(islice(opens, 1, None), gaps)], [*map(_succ, compress(ends, gaps)), ends[-1] + 1]
+
+
+def _typecode(labels: int) -> str:
+    return "B" if labels < 0x100 else "H" if labels < 0x10000 else "I"
+
+
+def flatten(unions: Sequence[tuple[list[int], list[int]]], top: int) -> tuple[list[int], array[int]]:
+    """Label the address space of one family with the first union (rule) covering each address.
+
+    ``unions[k]`` is rule k's ``union()``, labelled ``k + 1``. Returns ``starts`` (beginning with
+    0) and ``labels``, such that the label of address ``x`` is ``labels[bisect_right(starts, x) - 1]``;
+    adjacent intervals never share a label.
+    """
+    code = _typecode(len(unions) + 1)
+    present = [(label, u) for label, u in enumerate(unions, start=1) if u[0]]
+    if len(present) == 1:  # one rule (a list file, or one network): alternate its label and gaps
+        label, (opens, ends) = present[0]
+        starts = [0] * (2 * len(opens))
+        starts[0::2] = opens
+        starts[1::2] = ends
+        labels = array(code, [label, NO_MATCH]) * len(opens)
+        if starts[-1] > top:
+            starts.pop()
+            labels.pop()
+        if starts[0] != 0:
+            starts.insert(0, 0)
+            labels.insert(0, NO_MATCH)
+        return starts, labels
+    if not present:
+        return [0], array(code, [NO_MATCH])
+    # Several rules: cut the space at every boundary, paint each rule's intervals from the last
+    # rule to the first (so the first covering rule is painted last), then merge equal neighbours.
+    points_set = {0}
+    for _, (opens, ends) in present:
+        points_set.update(opens)
+        points_set.update(ends)
+    points_set.discard(top + 1)
+    points = sorted(points_set)
+    del points_set
+    paint = array(code, bytes(len(points) * array(code).itemsize))
+    one = {label: array(code, [label]) for label, _ in present}
+    where = repeat(points)
+    for label, (opens, ends) in reversed(present):
+        fill = one[label]
+        for lo, hi in zip(map(bisect_left, where, opens), map(bisect_left, where, ends), strict=True):
+            paint[lo:hi] = fill * (hi - lo)
+    keep = [True, *map(ne, islice(paint, 1, None), paint)]
+    return list(compress(points, keep)), array(code, compress(paint, keep))
 
 
 class StaticIndex:
-    """The compiled form of a run of static rules: ``lookup(family, value)`` -> label."""
+    """The compiled form of a run of static rules: ``lookup(family, value)`` -> label.
 
-    __slots__ = ("size", "v4_labels", "v4_starts", "v6_labels", "v6_starts")
+    ``per_rule_spans[k]`` holds rule k's spans (``Span`` tuples, or a ``SpanSet``); the label of
+    rule k is ``k + 1``, and 0 means no rule of the run covers the address. Under
+    ``built_elsewhere()``, a large index is built in a child process (see there).
+    """
 
-    def __init__(self, per_rule_spans: Sequence[Iterable[Span]]) -> None:
-        v4: list[tuple[int, int, int]] = []
-        v6: list[tuple[int, int, int]] = []
-        for label, spans in enumerate(per_rule_spans, start=1):
-            for family, first, last in spans:
-                (v4 if family == 4 else v6).append((first, last, label))
+    __slots__ = (
+        "reachable",
+        "size",
+        "v4_direct",
+        "v4_keys",
+        "v4_labels",
+        "v4_pair",
+        "v4_radix",
+        "v4_starts",
+        "v6_high",
+        "v6_keys",
+        "v6_labels",
+        "v6_low",
+    )
+
+    def __init__(self, per_rule_spans: Sequence[Iterable[tuple[int, int, int]] | SpanSet]) -> None:
+        sets = [spans if isinstance(spans, SpanSet) else SpanSet.of(spans) for spans in per_rule_spans]
         #: How many spans went in, before merging (for ``flask allow rules``).
-        self.size = len(v4) + len(v6)
-        starts, labels = flatten(v4, V4_MAX)
+        self.size = sum(map(len, sets))
+        if _ELSEWHERE.get() and self.size >= ELSEWHERE_MIN and _python() is not None:
+            try:
+                _build_in_child(sets, self)
+                return
+            except Exception as exc:  # the child could not do it: do it here (blocking, but right)
+                logging.getLogger("flask_allow").warning(
+                    "flask_allow: building an index of %d spans in a child process failed (%s); building it here",
+                    self.size,
+                    exc,
+                )
+        self._build(sets)
+
+    def _build(self, sets: list[SpanSet]) -> None:
+        starts, labels = flatten([union(s.v4_first, s.v4_last) for s in sets], V4_MAX)
         self.v4_starts = array("I", starts)
-        self.v4_labels = array("I", labels)
-        del v4, starts, labels
-        self.v6_starts, v6_labels = flatten(v6, V6_MAX)
-        self.v6_labels = array("I", v6_labels)
+        self.v4_labels = labels
+        del starts
+        #: Small indexes: the boundaries as 4-byte big-endian keys, searched with the packed
+        #: address itself (what ``inet_pton`` returns), so a lookup makes no integer at all.
+        self.v4_keys: list[bytes] | None = None
+        #: Large indexes: ``v4_direct[b]`` is the label of all of /16 number ``b`` when no
+        #: boundary lies inside it (else -1), so most lookups need no search; otherwise
+        #: ``v4_starts[v4_radix[b]:v4_radix[b + 1]]`` are the few boundaries to search.
+        self.v4_direct: array[int] | None = None
+        self.v4_radix: array[int] | None = None
+        #: The two labels when they alternate (one rule in the run, a list file): the label of
+        #: boundary ``i`` is then ``v4_pair[i & 1]``, one memory access fewer than ``v4_labels``.
+        self.v4_pair: tuple[int, int] | None = None
+        if len(self.v4_starts) < RADIX_MIN:
+            self.v4_keys = [start.to_bytes(4, "big") for start in self.v4_starts]
+        else:
+            radix = _radix(self.v4_starts)
+            code = _typecode(2 * len(sets) + 2).lower()  # signed, for the -1
+            self.v4_direct = array(code, [labels[lo - 1] if lo == hi else -1 for lo, hi in pairwise(radix)])
+            self.v4_radix = radix
+            evens, odds = labels[0::2], labels[1::2]
+            if odds and evens.count(evens[0]) == len(evens) and odds.count(odds[0]) == len(odds):
+                self.v4_pair = (evens[0], odds[0])
+        starts, self.v6_labels = flatten([union(s.v6_first, s.v6_last) for s in sets], V6_MAX)
+        self.v6_high, self.v6_low = _halves(starts)
+        #: Small indexes: the IPv6 boundaries as 16-byte keys, as for IPv4.
+        self.v6_keys = [start.to_bytes(16, "big") for start in starts] if len(starts) < V6_KEYS_MAX else None
+        #: Every label some address gets (a rule missing from it is shadowed by earlier ones).
+        self.reachable = set(self.v4_pair or self.v4_labels) | set(self.v6_labels)
+
+    def _take(self, header: dict[str, Any], source: BinaryIO) -> None:
+        """Read the arrays a child process built, a slice at a time (see ``_build_in_child``)."""
+        self.v4_direct = self.v4_radix = None
+        for name, code, count in header["arrays"]:
+            made = array(code)
+            while len(made) < count:
+                made.fromfile(source, min(count - len(made), _SLICE // made.itemsize))
+                time.sleep(_PAUSE)  # the threads serving requests get the GIL in between
+            setattr(self, name, made)
+        for name, width in (("v4_keys", 4), ("v6_keys", 16)):
+            count = header[name]
+            data = b"" if count is None else source.read(count * width)
+            setattr(self, name, None if count is None else [data[at : at + width] for at in range(0, len(data), width)])
+        pair = header["pair"]
+        self.v4_pair = (pair[0], pair[1]) if pair else None
+        self.reachable = set(header["reachable"])
 
     def lookup(self, family: int, value: int) -> int:
         """Return the label (1-based rule position in the run) covering the address, or 0."""
         if family == 4:
-            return self.v4_labels[bisect_right(self.v4_starts, value) - 1]
-        return self.v6_labels[bisect_right(self.v6_starts, value) - 1]
+            direct = self.v4_direct
+            if direct is None:
+                return self.v4_labels[bisect_right(self.v4_starts, value) - 1]
+            bucket = value >> RADIX_SHIFT
+            label = direct[bucket]
+            if label >= 0:
+                return label
+            radix = self.v4_radix
+            return self.v4_labels[bisect_right(self.v4_starts, value, radix[bucket], radix[bucket + 1]) - 1]  # type: ignore[index]
+        return self.v6_labels[v6_position(self.v6_high, self.v6_low, value)]
+
+    @property
+    def v6_starts(self) -> list[int]:
+        """The IPv6 boundaries as integers (for tools; lookups use the two halves)."""
+        return [(high << 64) | low for high, low in zip(self.v6_high, self.v6_low, strict=True)]
+
+    def labels(self) -> set[int]:
+        """Every label some address gets (rules not in it are shadowed by earlier ones)."""
+        return set(self.reachable)
+
+
+# -- building elsewhere -----------------------------------------------------------------------
+#
+# Compiling a million-line list is seconds of work, most of it in C calls (sorting, mapping)
+# that hold the GIL throughout: in a ``reload()`` next to threads serving requests, those would
+# stall. Under ``built_elsewhere()`` a large index is built by ``python -c`` in a child process
+# (this module's own code, fed the spans through a pipe), while this thread waits with the GIL
+# released; the arrays come back as bytes and are copied in a slice at a time.
+
+_ELSEWHERE: ContextVar[bool] = ContextVar("flask_allow_built_elsewhere", default=False)
+#: Spans from which an index built under ``built_elsewhere()`` is built in a child process.
+ELSEWHERE_MIN = 20_000
+_SLICE = 1 << 18  # bytes read at a time when taking the child's arrays
+_PAUSE = 0.0001  # seconds slept between those slices: a thread waiting for the GIL surely gets it
+_ARRAYS = ("v4_starts", "v4_labels", "v4_direct", "v4_radix", "v6_high", "v6_low", "v6_labels")
+_CHILD = (
+    "import json, sys; sys.path[:0] = json.loads(sys.argv[1]); from flask_allow.index import _child_main; _child_main()"
+)
+
+
+@contextmanager
+def built_elsewhere() -> Iterator[None]:
+    """Within this block (in this thread), build large indexes in a child process.
+
+    Also makes list files yield the GIL as they are read. If the child cannot be started or
+    fails, the index is built here after all, with a warning: slower for others, never wrong.
+    """
+    token = _ELSEWHERE.set(True)
+    try:
+        yield
+    finally:
+        _ELSEWHERE.reset(token)
+
+
+def yielding() -> bool:
+    """Whether long work in this thread should let other threads run now and then."""
+    return _ELSEWHERE.get()
+
+
+def _python() -> str | None:
+    """The Python interpreter to run the child with (not an embedding server's binary), or None."""
+    executable = sys.executable or ""
+    name = os.path.basename(executable).lower()
+    return executable if executable and ("python" in name or "pypy" in name) else None
+
+
+def _build_in_child(sets: list[SpanSet], into: StaticIndex) -> None:
+    """Have a child process build the index of ``sets``, then take its arrays ``into`` an index.
+
+    Spans and arrays go through temporary files, written and read in slices (``tofile`` and
+    ``fromfile``, with pauses): nothing here holds the GIL for long while the child works.
+    """
+    paths = json.dumps([path for path in sys.path if isinstance(path, str)])
+    names = []
+    try:
+        for _ in range(2):
+            handle, name = tempfile.mkstemp(prefix="flask_allow-index-")
+            os.close(handle)
+            names.append(name)
+        with open(names[0], "wb") as out:
+            tunables = {"RADIX_MIN": RADIX_MIN, "V6_KEYS_MAX": V6_KEYS_MAX}  # the same layout as here
+            out.write(json.dumps([tunables, [len(s.v4_first) for s in sets]]).encode() + b"\n")
+            for found in sets:
+                found.v4_first.tofile(out)  # in 64 KiB writes, the GIL released for each
+                found.v4_last.tofile(out)
+                time.sleep(_PAUSE)
+            pickle.dump([(s.v6_first, s.v6_last) for s in sets], out, protocol=pickle.HIGHEST_PROTOCOL)
+        done = subprocess.run(
+            [_python() or "python", "-c", _CHILD, paths, *names],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError((done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1])
+        with open(names[1], "rb") as source:
+            into._take(json.loads(source.readline()), source)
+    finally:
+        for name in names:
+            os.unlink(name)
+
+
+def _child_main() -> None:
+    """The child's side: the spans from the file named first in argv, the index to the one named last."""
+    with open(sys.argv[-2], "rb") as source:
+        sets = []
+        tunables, counts = json.loads(source.readline())
+        globals().update(tunables)
+        for count in counts:
+            found = SpanSet()
+            found.v4_first.fromfile(source, count)
+            found.v4_last.fromfile(source, count)
+            sets.append(found)
+        for found, (firsts, lasts) in zip(sets, pickle.load(source), strict=True):
+            found.v6_first, found.v6_last = firsts, lasts
+    index = StaticIndex(sets)
+    arrays = [(name, getattr(index, name)) for name in _ARRAYS if getattr(index, name) is not None]
+    keys = {name: getattr(index, name) for name in ("v4_keys", "v6_keys")}
+    header = {
+        "arrays": [(name, made.typecode, len(made)) for name, made in arrays],
+        **{name: None if found is None else len(found) for name, found in keys.items()},
+        "pair": index.v4_pair,
+        "reachable": sorted(index.reachable),
+    }
+    with open(sys.argv[-1], "wb") as out:
+        out.write(json.dumps(header).encode() + b"\n")
+        for _, made in arrays:
+            made.tofile(out)
+        for found in keys.values():
+            if found is not None:
+                out.write(b"".join(found))
+
+
+def _radix(starts: array[int]) -> array[int]:
+    """``radix[b]``: how many boundaries lie below /16 number ``b`` (for ``b`` up to 65536)."""
+    buckets = 1 << (32 - RADIX_SHIFT)
+    if len(starts) >= buckets:  # one search per /16
+        return array("I", map(bisect_left, repeat(starts), range(0, V4_MAX + 2, 1 << RADIX_SHIFT)))
+    counts = [0] * (buckets + 1)  # fewer boundaries than /16s: count them into their /16s
+    for start in starts:
+        counts[(start >> RADIX_SHIFT) + 1] += 1
+    return array("I", accumulate(counts))
+
+
+def _halves(values: list[int]) -> tuple[array[int], array[int]]:
+    """Split 128-bit integers into arrays of their high and low 64 bits (by way of bytes: fast)."""
+    both = array("Q")
+    both.frombytes(b"".join([value.to_bytes(16, "big") for value in values]))
+    if sys.byteorder == "little":
+        both.byteswap()
+    return both[0::2], both[1::2]
+
+
+def v6_position(high: array[int], low: array[int], value: int) -> int:
+    """Position of the last IPv6 boundary at or below ``value``, searching the halves."""
+    top = value >> 64
+    i = bisect_right(high, top)
+    if high[i - 1] == top:  # boundaries share this high half: the low halves decide among them
+        i = bisect_right(low, value & _LOW64, bisect_left(high, top, 0, i), i)
+    return i - 1

@@ -294,6 +294,24 @@ def test_several_setting_errors_reported_together() -> None:
     }
 
 
+def test_errors_of_settings_rules_proxies_and_log_reported_together(tmp_path: Path) -> None:
+    error = init_error(
+        {
+            "ALLOW_DEFAULT": "maybe",
+            "ADDRESS_RESTRICTION": [{"DENY": "10.0.0.300"}],
+            "ALLOW_TRUSTED_PROXIES": ["nope!"],
+            "ACCESS_LOG": {"filename": str(tmp_path / "access.log"), "maxBytes": -1},
+        }
+    )
+    assert [e.location for e in error.errors] == [
+        "ALLOW_DEFAULT",
+        "ADDRESS_RESTRICTION[0].DENY",
+        "ALLOW_TRUSTED_PROXIES[0]",
+        "ACCESS_LOG",
+    ]
+    assert not (tmp_path / "access.log").exists()
+
+
 def test_one_error_has_itself_in_errors() -> None:
     error = init_error({"ALLOW_DEFAULT": "sometimes"})
     assert error.errors == [error]
