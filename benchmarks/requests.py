@@ -1,0 +1,126 @@
+"""In-process request overhead: a guarded hello-world app against the bare one, in one process.
+
+Flask's test client sends the same GET to each app in turn, a batch at a time, the order rotated
+each round; each guarded app's time is divided by the bare app's of the same round. Guarded
+variants: 10 rules; a 1,000,000-network ``file:`` rule; 10 rules with the access log on (written
+synchronously, the default) and with ``ACCESS_LOG {"queue": true}``. The control row is a second
+bare app measured the same way.
+
+    python benchmarks/requests.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import _common as common
+from flask import Flask
+
+from flask_allow import FlaskAllow
+
+CLIENT = "192.0.2.10"  # TEST-NET-1: the client of every request
+
+
+def hello_app(name: str, config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(name)
+    app.config["ALLOW_LOAD_ENTRY_POINTS"] = False
+
+    @app.route("/")
+    def hello() -> str:
+        return "Hello, World!"
+
+    if config is not None:
+        app.config.update(config)
+        FlaskAllow(app)
+    return app
+
+
+def ten_rules() -> list[dict[str, Any]]:
+    """Ten rules, the client's the ninth."""
+    return [{"DENY": [f"10.{i}.0.0/16" for i in range(8)]}, {"ALLOW": "192.0.2.0/24"}, {"DENY": "all"}]
+
+
+def main() -> None:
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--networks", type=int, help="networks in the big list (default 1,000,000)")
+
+    args = common.arguments(__doc__.splitlines()[0], extra)
+    quick = args.quick
+    networks = args.networks or (10_000 if quick else 1_000_000)
+    rounds, batch = (3, 100) if quick else (40, 1000)
+    common.print_header(
+        "In-process request overhead (Flask test client, hello world)",
+        [f"{rounds} rounds of {batch} requests per app; client {CLIENT}; big list: {networks:,} networks"],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        big = common.write_list(Path(tmp) / "big.txt", common.random_networks(networks, args.seed))
+        apps = {
+            "bare": hello_app("bare"),
+            "bare (control)": hello_app("bare2"),
+            "10 rules": hello_app("ten", {"ADDRESS_RESTRICTION": ten_rules()}),
+            f"{networks:,}-network file: rule": hello_app("big", {"ADDRESS_RESTRICTION": [{"DENY": f"file:{big}"}]}),
+            "10 rules + access log": hello_app(
+                "log", {"ADDRESS_RESTRICTION": ten_rules(), "ACCESS_LOG": str(Path(tmp) / "access.log")}
+            ),
+            "10 rules + access log (queue)": hello_app(
+                "queue",
+                {
+                    "ADDRESS_RESTRICTION": ten_rules(),
+                    "ACCESS_LOG": {"filename": str(Path(tmp) / "queued.log"), "queue": True},
+                },
+            ),
+        }
+        for name, app in apps.items():  # every app answers 200, so all do the same work after the guard
+            response = app.test_client().get("/", environ_base={"REMOTE_ADDR": CLIENT})
+            if response.status_code != 200:
+                raise SystemExit(f"{name}: status {response.status_code}")
+
+        def variant(app: Flask) -> Callable[[], float]:
+            client = app.test_client()
+            environ = {"REMOTE_ADDR": CLIENT}
+
+            def run() -> float:
+                start = time.perf_counter()
+                for _ in range(batch):
+                    client.get("/", environ_base=environ)
+                return (time.perf_counter() - start) / batch
+
+            return run
+
+        variants = {name: variant(app) for name, app in apps.items()}
+        for run in variants.values():  # warm up
+            run()
+        found = common.interleave(variants, rounds)
+        rows = []
+        for name, values in found.items():
+            ratio, low, high = common.ratio(found, name, "bare")
+            rows.append([name, statistics.median(values) * 1e6, f"{ratio:.3f}", common.spread(low, high)])
+        common.table(
+            ["app", "µs per request", "÷ bare (median of rounds)", "range"],
+            rows,
+            "Request time against the bare app (same process, interleaved)",
+        )
+        for app in apps.values():
+            state = app.extensions.get("flask_allow")
+            if state is not None:
+                state.close()
+        logged = [  # rotated files included
+            sum(len(path.read_text().splitlines()) for path in Path(tmp).glob(f"{name}*"))
+            for name in ("access.log", "queued.log")
+        ]
+    expected = (rounds + 1) * batch + 1
+    print(f"access log lines: {logged[0]:,} (sync), {logged[1]:,} (queue); requests per app {expected:,}")
+    if logged != [expected, expected]:  # every line is written, the queue drained when the state closed
+        raise SystemExit(f"the access log lost lines: {logged} of {expected}")
+    common.write_json(args.json, "requests", args, {"seconds": found, "table": rows, "log_lines": logged})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
