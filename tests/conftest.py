@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dns_server import DNSServer
 from flask import Flask
 
 from flask_allow import FlaskAllow
@@ -124,3 +125,10 @@ def warnings_of(caplog: pytest.LogCaptureFixture, app: Flask) -> list[str]:
 def lines(path: Path) -> list[str]:
     """The lines of a log file (empty when it does not exist)."""
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def dns() -> Iterator[DNSServer]:
+    """A real DNS server on 127.0.0.1, with zone data the test sets."""
+    with DNSServer() as server:
+        yield server

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.flags
@@ -26,6 +27,12 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.reversename
 import dns.rrset
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from flask_allow import Decision
+    from flask_allow.dns import DNSService
 
 _SOA = "ns.test. hostmaster.test. 1 3600 600 86400 60"
 
@@ -313,3 +320,13 @@ def wait_for(condition: Callable[[], object], timeout: float = 8.0, step: float 
         if time.monotonic() >= deadline:
             return False
         time.sleep(step)
+
+
+def check(app: Flask, address: str) -> Decision:
+    """``allow.check(address)`` on ``app``'s own extension."""
+    return app.extensions["flask_allow"].extension.check(address, app=app)  # type: ignore[no-any-return]
+
+
+def service_of(app: Flask) -> DNSService:
+    """The DNS service ``app``'s host-name rules share."""
+    return app.extensions["flask_allow"].shared["flask_allow.dns"]  # type: ignore[no-any-return]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from flask_allow import ConfigError
 from flask_allow.builtins.hostnames import HostMatcher
 from flask_allow.builtins.reverse import DomainMatcher, PtrMatcher
 from flask_allow.dns import DNSSettings, parse_host_name
-
-
-@pytest.fixture
-def dns() -> Iterator[DNSServer]:
-    with DNSServer() as server:
-        yield server
-
 
 LONG_LABEL = "a" * 64
 

@@ -8,11 +8,9 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import gunicorn  # noqa: F401  (the test extra installs it; this test must run, not skip)
-import pytest
 from dns_server import DNSServer, dns_config, wait_for
 
 APP = """
@@ -59,12 +57,6 @@ def fetch(port: int) -> tuple[int, str] | None:
 def all_are(port: int, expected: int, count: int = 12) -> bool:
     results = [fetch(port) for _ in range(count)]
     return all(r is not None and r[0] == expected for r in results)
-
-
-@pytest.fixture
-def dns() -> Iterator[DNSServer]:
-    with DNSServer() as server:
-        yield server
 
 
 def test_workers_follow_a_changed_record(dns: DNSServer, tmp_path: Path) -> None:

@@ -5,32 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import MakeApp, status
-from dns_server import DNSServer, dns_config, wait_for
-from flask import Flask
+from dns_server import DNSServer, check, dns_config, service_of, wait_for
 
 from flask_allow import Client
-from flask_allow.dns import DNSService
 
 DENIED = 403
-
-
-@pytest.fixture
-def dns() -> Iterator[DNSServer]:
-    with DNSServer() as server:
-        yield server
-
-
-def check(app: Flask, address: str):
-    return app.extensions["flask_allow"].extension.check(address, app=app)
-
-
-def service_of(app: Flask) -> DNSService:
-    return app.extensions["flask_allow"].shared["flask_allow.dns"]
 
 
 def host(dns: DNSServer, address: str, name: str, forward: str | None = None, ttl: int = 300) -> None:
