@@ -22,6 +22,7 @@ from .errors import ConfigError, MatchError
 from .index import RADIX_SHIFT, SpanSet, StaticIndex
 from .matcher import Matcher, MatcherContext
 from .registry import MatcherRegistry
+from .throttle import Throttle
 
 _MISS: Any = object()
 _from_bytes = int.from_bytes
@@ -190,6 +191,7 @@ class Engine:
         self._cache: dict[str, Rule | None] = {}
         self._segments: list[_Run | Rule] = []
         self.lints: list[str] = []
+        self._unparsable = Throttle()
         self._compile()
         #: Whether decisions are cached: for lists with dynamic rules, unless ``cache_size`` is 0.
         self._caching = bool(cache_size) and not self.static
@@ -275,7 +277,8 @@ class Engine:
         # One index holds every rule: an IPv4 client is parsed and searched right here (no
         # Client, no Decision); anything else (IPv6, mapped, not an address) takes ``other``.
         index = only.index
-        rules: tuple[Rule | None, ...] = (None, *only.rules)
+        rules = self._by_label
+        assert rules is not None  # set for every all-static list
         labels = index.v4_labels
         pton, family, from_bytes, search = inet_pton, AF_INET, _from_bytes, bisect_right
 
@@ -389,8 +392,9 @@ class Engine:
         rule = cache.get(client.address, _MISS)
         if rule is _MISS:
             if client.key is None and self.rules:
-                # logged here too, so a denial is never silent when no ACCESS_LOG is configured
-                self.logger.warning("flask_allow: client address %r is not an IP address (denied)", client.address)
+                # logged here too, so a denial is never silent when no ACCESS_LOG is configured;
+                # throttled, since every request of a misconfigured server would say it again
+                self._unparsable.warn(self.logger, "client address %r is not an IP address (denied)", client.address)
                 return Decision(
                     client, None, False, f"client address {client.address!r} is not an IP address", self.scope
                 )

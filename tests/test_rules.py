@@ -440,6 +440,15 @@ def test_unparsable_client_is_denied_and_logged(
     assert any("is not an IP address" in w for w in warnings_of(caplog, app))
 
 
+def test_warnings_about_unparsable_clients_are_throttled(make_app: MakeApp, caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app({"ADDRESS_RESTRICTION": [{"ALLOW": "all"}]})
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            assert get(app, "unix:/run/app.sock").status_code == DENY
+    said = [w for w in warnings_of(caplog, app) if "is not an IP address" in w]
+    assert len(said) == 1  # every request denied, but one warning a minute, not one per request
+
+
 def test_unparsable_client_without_rules_gets_the_default(make_app: MakeApp, tmp_path: Path) -> None:
     # Nothing to match against: a unix-socket deployment with only ACCESS_LOG keeps working (2.0.x).
     app = make_app({"ACCESS_LOG": str(tmp_path / "access.log")})

@@ -10,10 +10,7 @@ walk must read it (garbage, ``unknown``, ``_hidden``) makes the client unknown, 
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request
@@ -23,6 +20,7 @@ from flask_allow import config as keys
 from flask_allow.addresses import V4_MAX, V6_MAX, Span, parse_client
 from flask_allow.engine import build_rule, combine
 from flask_allow.index import StaticIndex
+from flask_allow.throttle import Throttle
 
 if TYPE_CHECKING:
     from flask_allow.decision import Rule
@@ -155,28 +153,6 @@ def _skip(value: str, pos: int) -> int:
     return pos
 
 
-class _Throttle:
-    """Log a warning at once, then at most once a minute with a count (headers are client input)."""
-
-    INTERVAL = 60.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next = 0.0
-        self._suppressed = 0
-
-    def warn(self, logger: logging.Logger, message: str, *args: Any) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now < self._next:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed = self._suppressed, 0
-            self._next = now + self.INTERVAL
-        more = f" ({suppressed} more since the last such warning)" if suppressed else ""
-        logger.warning("flask_allow: " + message + more, *args)
-
-
 class TrustedProxies:
     """``ALLOW_TRUSTED_PROXIES`` and ``ALLOW_PROXY_HEADER`` of one app, compiled once.
 
@@ -200,7 +176,7 @@ class TrustedProxies:
         spans = self._compile(state, keys.get(config, keys.ALLOW_TRUSTED_PROXIES))
         self.active = bool(self.rules) or self.trust_unix
         self._index = StaticIndex(spans)
-        self._throttle = _Throttle()
+        self._throttle = Throttle()
         self._proxy_fix_warned = False
         if not self.active and self.header != keys.DEFAULTS[keys.ALLOW_PROXY_HEADER]:
             self.lints.append(
