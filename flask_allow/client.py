@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from .addresses import parse_client, to_ip
@@ -18,17 +19,31 @@ class Client:
     (IPv4-mapped IPv6 as IPv4, IPv6 zone dropped), or None when ``address`` is not an IP address;
     ``request`` the Flask request, or None; ``via`` how the address was chosen (the socket peer,
     then each proxy header hop taken), for logs and ``flask allow check``.
+
+    The request is held by a weak reference: the decision, which holds this client, is kept in
+    the request's environ, and a strong reference would make every request a reference cycle
+    for the garbage collector to find.
     """
 
-    __slots__ = ("_ip", "address", "key", "request", "via")
+    __slots__ = ("_ip", "_request", "address", "key", "via")
 
     def __init__(self, address: str, request: Request | None = None, via: tuple[str, ...] = ()) -> None:
         self.address = address
-        self.request = request
+        self._request: weakref.ref[Request] | None = None if request is None else weakref.ref(request)
         self.via = via
         #: ``(family, int)`` as matchers compare it, or None when unparsable.
         self.key: tuple[int, int] | None = parse_client(address)
         self._ip: Any = None
+
+    @property
+    def request(self) -> Request | None:
+        """The Flask request this client made, or None (no request, or it is gone)."""
+        found = self._request
+        return None if found is None else found()
+
+    @request.setter
+    def request(self, request: Request | None) -> None:
+        self._request = None if request is None else weakref.ref(request)
 
     @property
     def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

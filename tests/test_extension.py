@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import subprocess
@@ -96,29 +97,53 @@ def test_one_extension_serves_two_apps(make_app: MakeApp) -> None:
 def test_the_decision_is_on_the_request(make_app: MakeApp) -> None:
     app = make_app({"ADDRESS_RESTRICTION": [{"ALLOW": "192.0.2.0/24"}]})
     seen: list[Decision] = []
+    same: list[bool] = []
+
+    @app.route("/who")
+    def who() -> str:
+        seen.append(request.environ["flask_allow.decision"])
+        same.append(seen[0].client.request is request._get_current_object())  # type: ignore[attr-defined]
+        return "ok"
+
+    assert status(app, "192.0.2.9", "/who") == 200
+    assert seen[0].rule.spec == "192.0.2.0/24" and same == [True]
+
+
+def test_a_decision_does_not_keep_its_request_alive(make_app: MakeApp) -> None:
+    """The decision sits in the request's environ; the client holds the request weakly, so the
+    two make no reference cycle and the request is freed when it ends, not by the collector."""
+    app = make_app({"ADDRESS_RESTRICTION": [{"ALLOW": "192.0.2.0/24"}]})
+    seen: list[Decision] = []
 
     @app.route("/who")
     def who() -> str:
         seen.append(request.environ["flask_allow.decision"])
         return "ok"
 
-    assert status(app, "192.0.2.9", "/who") == 200
-    assert seen[0].rule.spec == "192.0.2.0/24" and seen[0].client.request is not None
+    gc.disable()
+    try:
+        assert status(app, "192.0.2.9", "/who") == 200
+        assert seen[0].client.request is None
+    finally:
+        gc.enable()
 
 
 # -- report-only ---------------------------------------------------------------------------------
 
 observed: list[Decision] = []
+with_request: list[bool] = []  # whether each observed decision had its request when observed
 
 
 class Observer:
     @hookimpl
     def flask_allow_decision(self, decision: Decision) -> None:
         observed.append(decision)
+        with_request.append(decision.client.request is not None)
 
 
 def test_report_only_never_blocks_but_reports(make_app: MakeApp) -> None:
     observed.clear()
+    with_request.clear()
     app = make_app(
         {"ADDRESS_RESTRICTION": [{"DENY": "all"}], "ALLOW_REPORT_ONLY": True, "ALLOW_DEFAULT": "deny"},
         plugins=[Observer()],
@@ -129,7 +154,7 @@ def test_report_only_never_blocks_but_reports(make_app: MakeApp) -> None:
     assert [d.allowed for d in observed] == [False, False, False]
     assert [d.enforced for d in observed] == [False, False, False]
     assert observed[0].reason == "denied by ADDRESS_RESTRICTION[0].DENY 'all'"
-    assert observed[0].client.request is not None
+    assert with_request == [True, True, True]
     assert not app.extensions["flask_allow"].extension.check("10.0.0.1", app=app).allowed
 
 
