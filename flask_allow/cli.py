@@ -21,6 +21,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from . import clookup
 from . import config as keys
 from .errors import ConfigError
 from .routes import GLOBAL
@@ -239,6 +240,12 @@ def rules_command() -> None:
         click.echo("  (no rules)")
     default = "allow" if engine.default_allow else "deny"
     click.echo(f"Default ({keys.ALLOW_DEFAULT}): {default}")
+    if engine.rules and engine.static:
+        where = "C" if engine.searched_in == "C" else f"Python ({clookup.describe().partition('(')[2].rstrip(')')})"
+        click.echo(f"Search: every rule is static, one index searched in {where}")
+    elif engine.rules:
+        cached = f"cached ({keys.ALLOW_CACHE_SIZE} {engine.cache_size})" if engine.cache_size else "not cached"
+        click.echo(f"Search: static runs in Python between dynamic rules; decisions {cached}")
     if state.settings.report_only:
         click.echo(f"{keys.ALLOW_REPORT_ONLY}: denials are logged, never enforced")
     proxies = getattr(state, "proxies", None)

@@ -3,15 +3,17 @@
 Random rule lists (addresses, networks with and without host bits, ranges, IPv4 and IPv6,
 IPv4-mapped forms, ``all``, ``localhost``, ``file:`` lists, and dynamic rules whose answers change)
 over a small address universe, so that networks overlap, nest and touch. Both index layouts are
-covered (the small one and the /16 tables of large ones), and the decision cache: an answer must
-never survive ``context.changed()`` or ``reload()``. The list file's fast parser is checked against
-``parse_span`` line by line, and the index against painting on its own.
+covered (the small one and the /16 tables of large ones), each searched in C and in Python, and
+the decision cache: an answer must never survive ``context.changed()`` or ``reload()``. The list
+file's fast parser is checked against ``parse_span`` line by line, and the index against painting
+on its own.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import itertools
+import os
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +30,7 @@ import flask_allow.index as index_module
 from flask_allow import Client, ConfigError, FlaskAllow, Matcher, hookimpl
 from flask_allow.addresses import V4_MAX, V6_MAX, Span, parse_span
 from flask_allow.builtins.listfile import parse_list
+from flask_allow.clookup import ENVIRON_KEY
 from flask_allow.decision import Rule
 from flask_allow.engine import Engine
 from flask_allow.index import SpanSet, StaticIndex
@@ -218,6 +221,23 @@ def write_files(tmp: Path, restriction: list[dict[str, list[str]]], files: list[
 
 
 @contextmanager
+def searched_in(implementation: str) -> Iterator[None]:
+    """Compile engines whose all-static index is searched in C (``"c"``) or in Python."""
+    saved = os.environ.pop(ENVIRON_KEY, None)
+    if implementation == "python":
+        os.environ[ENVIRON_KEY] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(ENVIRON_KEY, None)
+        if saved is not None:
+            os.environ[ENVIRON_KEY] = saved
+
+
+IMPLEMENTATIONS = pytest.mark.parametrize("implementation", ["c", "python"])
+
+
+@contextmanager
 def radix_min(value: int) -> Iterator[None]:
     """Build indexes with the /16 tables from ``value`` boundaries on (0: always)."""
     saved = index_module.RADIX_MIN
@@ -250,6 +270,7 @@ def flip_matchers(app: Flask) -> list[FlipMatcher]:
     return [rule.matcher for rule in rules if isinstance(rule.matcher, FlipMatcher)]
 
 
+@IMPLEMENTATIONS
 @RESILIENT
 @given(
     first=restrictions(),
@@ -261,6 +282,7 @@ def flip_matchers(app: Flask) -> list[FlipMatcher]:
     layout=st.sampled_from([index_module.RADIX_MIN, 0]),
 )
 def test_engine_decides_as_a_naive_first_match_loop(
+    implementation: str,
     tmp_path_factory: pytest.TempPathFactory,
     first: tuple[list[dict[str, list[str]]], list[list[str]]],
     second: tuple[list[dict[str, list[str]]], list[list[str]]],
@@ -287,7 +309,7 @@ def test_engine_decides_as_a_naive_first_match_loop(
         },
         root_path=str(tmp),
     )
-    with radix_min(layout):
+    with radix_min(layout), searched_in(implementation):
         allow = FlaskAllow(app, plugins=[FlipPlugin()])
         try:
             check_all(app, allow, config, files, addresses)
@@ -450,16 +472,19 @@ class SpansMatcher(Matcher):
         return self._spans
 
 
+@IMPLEMENTATIONS
 @settings(max_examples=200, deadline=None)
 @given(per_rule=span_lists(), layout=st.sampled_from([index_module.RADIX_MIN, 0]))
 def test_engine_lookup_of_address_text_finds_the_first_covering_rule(
-    per_rule: list[list[tuple[int, int, int]]], layout: int
+    implementation: str, per_rule: list[list[tuple[int, int, int]]], layout: int
 ) -> None:
-    """``Engine.lookup`` (inlined per index layout, parsing included) against the naive search."""
+    """``Engine.lookup`` (in C, or inlined per index layout; parsing included) against the naive search."""
     rules = [Rule("DENY", f"r{k}", f"R[{k}]", SpansMatcher(spans), k) for k, spans in enumerate(per_rule)]
-    with radix_min(layout):
+    with radix_min(layout), searched_in(implementation):
         engine = Engine(rules, default_allow=True)
     assert engine.static
+    if rules:  # no rules: no index to search
+        assert engine.searched_in == {"c": "C", "python": "Python"}[implementation]
     for family, value in probes(per_rule):
         if family == 6 and normalised(str(ipaddress.IPv6Address(value))).version == 4:  # type: ignore[union-attr]
             continue  # an IPv4-mapped address is its IPv4 address

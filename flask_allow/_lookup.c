@@ -1,0 +1,310 @@
+/*
+ * flask_allow._lookup: the compiled index of an all-static rule list, searched in C.
+ *
+ * An optional accelerator for Engine.lookup (see engine.py): the same arrays StaticIndex builds
+ * (index.py), the same libc inet_pton that socket.inet_pton calls, the same first-match answer,
+ * with no Python object made per lookup. Anything it does not parse itself (zones, text that is
+ * not an address, a non-str) goes to the Python fallback given at construction, so the two paths
+ * can only differ in speed. Every array index is bounds-checked: inconsistent arrays raise, they
+ * never read outside a buffer. Without a C compiler the package installs without this module and
+ * the pure-Python lookup is used.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#endif
+
+enum { V4_STARTS, V4_LABELS, V4_DIRECT, V4_RADIX, V6_HIGH, V6_LOW, V6_LABELS, N_ARRAYS };
+
+static const char *const array_names[N_ARRAYS] = {
+    "v4_starts", "v4_labels", "v4_direct", "v4_radix", "v6_high", "v6_low", "v6_labels",
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *rules;  /* tuple: label -> the rule (or None for label 0, no match) */
+    PyObject *other;  /* callable(address) for what is not parsed here */
+    PyObject *weakrefs;
+    Py_buffer arrays[N_ARRAYS];
+    int held[N_ARRAYS];  /* which buffers were taken (released in dealloc) */
+    Py_ssize_t length[N_ARRAYS];
+    int width[N_ARRAYS]; /* item size in bytes */
+    int is_signed[N_ARRAYS];
+} Index;
+
+static PyObject *corrupt(const char *what) {
+    PyErr_Format(PyExc_RuntimeError, "flask_allow: the compiled index is inconsistent (%s)", what);
+    return NULL;
+}
+
+/* Item i of an integer array of any width the index uses; the caller checked 0 <= i < length. */
+static inline int64_t item(const Index *self, int which, Py_ssize_t i) {
+    const char *base = (const char *)self->arrays[which].buf;
+    switch (self->width[which]) {
+    case 1:
+        return self->is_signed[which] ? (int64_t)((const int8_t *)base)[i] : (int64_t)((const uint8_t *)base)[i];
+    case 2:
+        return self->is_signed[which] ? (int64_t)((const int16_t *)base)[i] : (int64_t)((const uint16_t *)base)[i];
+    case 4:
+        return self->is_signed[which] ? (int64_t)((const int32_t *)base)[i] : (int64_t)((const uint32_t *)base)[i];
+    default:
+        return (int64_t)((const uint64_t *)base)[i];
+    }
+}
+
+static PyObject *rule_of(const Index *self, int64_t label) {
+    if (label < 0 || label >= PyTuple_GET_SIZE(self->rules)) {
+        return corrupt("label out of range");
+    }
+    PyObject *rule = PyTuple_GET_ITEM(self->rules, (Py_ssize_t)label);
+    Py_INCREF(rule);
+    return rule;
+}
+
+/* Number of v4_starts[lo:hi] entries at or below value (bisect_right), plus lo. */
+static Py_ssize_t bisect_v4(const uint32_t *starts, uint32_t value, Py_ssize_t lo, Py_ssize_t hi) {
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (value < starts[mid]) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return lo;
+}
+
+static PyObject *lookup_v4(Index *self, uint32_t value) {
+    const uint32_t *starts = (const uint32_t *)self->arrays[V4_STARTS].buf;
+    Py_ssize_t count = self->length[V4_STARTS], lo = 0, hi = count;
+    if (self->held[V4_DIRECT]) {
+        Py_ssize_t bucket = (Py_ssize_t)(value >> 16);
+        if (bucket + 1 >= self->length[V4_RADIX] || bucket >= self->length[V4_DIRECT]) {
+            return corrupt("v4 radix");
+        }
+        int64_t label = item(self, V4_DIRECT, bucket);
+        if (label >= 0) {
+            return rule_of(self, label);
+        }
+        lo = (Py_ssize_t)item(self, V4_RADIX, bucket);
+        hi = (Py_ssize_t)item(self, V4_RADIX, bucket + 1);
+        if (lo < 0 || hi > count || lo > hi) {
+            return corrupt("v4 radix range");
+        }
+    }
+    Py_ssize_t i = bisect_v4(starts, value, lo, hi);
+    if (i < 1 || i > self->length[V4_LABELS]) {
+        return corrupt("v4 position");
+    }
+    return rule_of(self, item(self, V4_LABELS, i - 1));
+}
+
+static PyObject *lookup_v6(Index *self, const unsigned char *packed) {
+    uint64_t top = 0, bottom = 0;
+    for (int k = 0; k < 8; k++) {
+        top = (top << 8) | packed[k];
+        bottom = (bottom << 8) | packed[8 + k];
+    }
+    const uint64_t *high = (const uint64_t *)self->arrays[V6_HIGH].buf;
+    const uint64_t *low = (const uint64_t *)self->arrays[V6_LOW].buf;
+    Py_ssize_t lo = 0, hi = self->length[V6_HIGH];
+    while (lo < hi) { /* boundaries at or below (top, bottom), compared as 128-bit numbers */
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (top < high[mid] || (top == high[mid] && bottom < low[mid])) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    if (lo < 1 || lo > self->length[V6_LABELS]) {
+        return corrupt("v6 position");
+    }
+    return rule_of(self, item(self, V6_LABELS, lo - 1));
+}
+
+static const unsigned char mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+static PyObject *Index_lookup(Index *self, PyObject *address) {
+    if (PyUnicode_Check(address)) {
+        Py_ssize_t size;
+        const char *text = PyUnicode_AsUTF8AndSize(address, &size);
+        if (text == NULL) {
+            PyErr_Clear(); /* not encodable (lone surrogates): the fallback says what it is */
+        } else if ((size_t)size == strlen(text) && size < 64) {
+            unsigned char packed[16];
+            if (inet_pton(AF_INET, text, packed) == 1) {
+                return lookup_v4(self, ((uint32_t)packed[0] << 24) | ((uint32_t)packed[1] << 16) |
+                                           ((uint32_t)packed[2] << 8) | (uint32_t)packed[3]);
+            }
+            if (inet_pton(AF_INET6, text, packed) == 1) {
+                if (memcmp(packed, mapped_prefix, 12) == 0) { /* ::ffff:a.b.c.d is a.b.c.d */
+                    return lookup_v4(self, ((uint32_t)packed[12] << 24) | ((uint32_t)packed[13] << 16) |
+                                               ((uint32_t)packed[14] << 8) | (uint32_t)packed[15]);
+                }
+                return lookup_v6(self, packed);
+            }
+        }
+    }
+    return PyObject_CallOneArg(self->other, address);
+}
+
+static int take(Index *self, int which, PyObject *source, int optional) {
+    if (source == Py_None && optional) {
+        return 0;
+    }
+    if (PyObject_GetBuffer(source, &self->arrays[which], PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        return -1;
+    }
+    self->held[which] = 1;
+    Py_buffer *view = &self->arrays[which];
+    const char *format = view->format ? view->format : "B";
+    if (format[0] == '@' || format[0] == '=') {
+        format++;
+    }
+    int is_signed = strchr("bhilq", format[0]) != NULL && format[0] != '\0';
+    int is_unsigned = strchr("BHILQ", format[0]) != NULL && format[0] != '\0';
+    int width = (int)view->itemsize;
+    int fits = (is_signed || is_unsigned) && format[1] == '\0' && (width == 1 || width == 2 || width == 4 || width == 8);
+    int wants64 = which == V6_HIGH || which == V6_LOW, wants32 = which == V4_STARTS;
+    if (!fits || view->ndim > 1 || (wants64 && (width != 8 || is_signed)) || (wants32 && (width != 4 || is_signed)) ||
+        (which != V4_DIRECT && is_signed)) {
+        PyErr_Format(PyExc_TypeError, "%s: an array of unsigned integers of the right width is needed (got %s, %d bytes)",
+                     array_names[which], format, width);
+        return -1;
+    }
+    self->width[which] = width;
+    self->is_signed[which] = is_signed;
+    self->length[which] = view->len / width;
+    return 0;
+}
+
+static int Index_init(Index *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"rules", "other", "v4_starts", "v4_labels", "v4_direct", "v4_radix",
+                               "v6_high", "v6_low", "v6_labels", NULL};
+    PyObject *rules, *other, *sources[N_ARRAYS];
+    for (int which = 0; which < N_ARRAYS; which++) {
+        if (self->held[which] || self->rules != NULL) {
+            PyErr_SetString(PyExc_TypeError, "an Index is made once");
+            return -1;
+        }
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOOOOOOO:Index", keywords, &PyTuple_Type, &rules, &other,
+                                     &sources[V4_STARTS], &sources[V4_LABELS], &sources[V4_DIRECT],
+                                     &sources[V4_RADIX], &sources[V6_HIGH], &sources[V6_LOW], &sources[V6_LABELS])) {
+        return -1;
+    }
+    if (!PyCallable_Check(other)) {
+        PyErr_SetString(PyExc_TypeError, "other must be callable");
+        return -1;
+    }
+    for (int which = 0; which < N_ARRAYS; which++) {
+        if (take(self, which, sources[which], which == V4_DIRECT || which == V4_RADIX) < 0) {
+            return -1;
+        }
+    }
+    if (self->held[V4_DIRECT] != self->held[V4_RADIX]) {
+        PyErr_SetString(PyExc_ValueError, "v4_direct and v4_radix come together");
+        return -1;
+    }
+    if (self->length[V4_STARTS] < 1 || self->length[V4_STARTS] != self->length[V4_LABELS] ||
+        self->length[V6_HIGH] < 1 || self->length[V6_HIGH] != self->length[V6_LOW] ||
+        self->length[V6_HIGH] != self->length[V6_LABELS]) {
+        PyErr_SetString(PyExc_ValueError, "the boundary and label arrays do not match");
+        return -1;
+    }
+    Py_INCREF(rules);
+    self->rules = rules;
+    Py_INCREF(other);
+    self->other = other;
+    return 0;
+}
+
+static int Index_traverse(Index *self, visitproc visit, void *arg) {
+    Py_VISIT(self->rules);
+    Py_VISIT(self->other);
+    return 0;
+}
+
+static int Index_clear(Index *self) {
+    Py_CLEAR(self->rules);
+    Py_CLEAR(self->other);
+    return 0;
+}
+
+static void Index_dealloc(Index *self) {
+    PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    Index_clear(self);
+    for (int which = 0; which < N_ARRAYS; which++) {
+        if (self->held[which]) {
+            PyBuffer_Release(&self->arrays[which]);
+            self->held[which] = 0;
+        }
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Index_call_lookup(Index *self, PyObject *address) {
+    if (self->rules == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Index was not initialised");
+        return NULL;
+    }
+    return Index_lookup(self, address);
+}
+
+static PyMethodDef Index_methods[] = {
+    {"lookup", (PyCFunction)Index_call_lookup, METH_O,
+     "lookup(address) -> the rule for an address string, or what rules[0] holds (no match).\n\n"
+     "What is not an IPv4 or IPv6 address in plain text goes to other(address)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject IndexType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "flask_allow._lookup.Index",
+    .tp_basicsize = sizeof(Index),
+    .tp_dealloc = (destructor)Index_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Index(rules, other, v4_starts, v4_labels, v4_direct, v4_radix, v6_high, v6_low, v6_labels)\n\n"
+              "A StaticIndex's arrays (held, so they cannot change) searched in C.",
+    .tp_traverse = (traverseproc)Index_traverse,
+    .tp_weaklistoffset = offsetof(Index, weakrefs),
+    .tp_clear = (inquiry)Index_clear,
+    .tp_methods = Index_methods,
+    .tp_init = (initproc)Index_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef lookup_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "flask_allow._lookup",
+    .m_doc = "The compiled index searched in C (optional accelerator).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__lookup(void) {
+    if (PyType_Ready(&IndexType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&lookup_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&IndexType);
+    if (PyModule_AddObject(module, "Index", (PyObject *)&IndexType) < 0) {
+        Py_DECREF(&IndexType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,57 @@
+"""The optional C search of a compiled index (``flask_allow/_lookup.c``), and whether it is used.
+
+The C module is built at install time when a compiler is there; without it, or with the
+environment variable ``FLASK_ALLOW_PURE_PYTHON=1`` (read whenever rules are compiled), the engine
+searches its index in Python. Both give the same answers (the property tests run both); the C
+one is about three times faster, which is what lets a lookup keep up with a C trie.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+try:
+    from . import _lookup
+except ImportError:  # installed without a C compiler
+    _lookup = None  # type: ignore[assignment]
+
+ENVIRON_KEY = "FLASK_ALLOW_PURE_PYTHON"
+
+
+def available() -> bool:
+    """Whether the C module was built and may be used (``FLASK_ALLOW_PURE_PYTHON`` is not set)."""
+    return _lookup is not None and os.environ.get(ENVIRON_KEY, "") in ("", "0")
+
+
+def c_lookup(index: Any, rules: tuple[Any, ...], other: Callable[[str], Any]) -> Callable[[str], Any] | None:
+    """``lookup(address) -> rules[label]`` over ``index`` (a ``StaticIndex``) in C, or None.
+
+    ``other(address)`` answers for what the C code does not parse itself: text that is not a
+    plain IPv4 or IPv6 address (an IPv6 zone, garbage) and anything that is not a ``str``.
+    The index's arrays are held (exported buffers), so they cannot change under it.
+    """
+    if not available():
+        return None
+    found = _lookup.Index(
+        rules,
+        other,
+        index.v4_starts,
+        index.v4_labels,
+        index.v4_direct,
+        index.v4_radix,
+        index.v6_high,
+        index.v6_low,
+        index.v6_labels,
+    )
+    return found.lookup
+
+
+def describe() -> str:
+    """One line for ``flask allow plugins``: which lookup the engine uses and why."""
+    if _lookup is None:
+        return "lookup: pure Python (the C module flask_allow._lookup was not built)"
+    if not available():
+        return f"lookup: pure Python ({ENVIRON_KEY} is set)"
+    return "lookup: C (flask_allow._lookup)"

@@ -1,0 +1,222 @@
+"""The C search of an all-static index (``flask_allow/_lookup.c``): built, used, and safe at its edges.
+
+That it gives the same answers as the Python search is the property tests' job
+(``test_engine_property.py`` runs both); here: that it is there unless asked not to be, what it
+hands to the Python fallback, that it holds its arrays, and that inconsistent arrays raise
+instead of being read out of bounds (and that the engine then denies).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import weakref
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+from flask_allow import Client
+from flask_allow import clookup as clookup_module
+from flask_allow.addresses import parse_span
+from flask_allow.clookup import ENVIRON_KEY, available, c_lookup
+from flask_allow.decision import Rule
+from flask_allow.engine import Engine
+from flask_allow.index import RADIX_MIN, StaticIndex
+from flask_allow.matcher import Matcher
+
+PURE = os.environ.get(ENVIRON_KEY, "") not in ("", "0")
+
+
+class Spans(Matcher):
+    """A static rule over given networks (built without a registry)."""
+
+    def __init__(self, *networks: str) -> None:
+        self._spans = [parse_span(network)[0] for network in networks]
+
+    def spans(self) -> list:  # type: ignore[type-arg]
+        return self._spans
+
+
+def engine_of(*per_rule: tuple[str, ...]) -> Engine:
+    rules = [Rule("DENY", f"r{k}", f"R[{k}]", Spans(*networks), k) for k, networks in enumerate(per_rule)]
+    return Engine(rules, default_allow=True)
+
+
+@pytest.fixture
+def c_search(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The C search, wherever this suite runs (a run with FLASK_ALLOW_PURE_PYTHON=1 included)."""
+    if clookup_module._lookup is None:
+        pytest.fail("flask_allow._lookup was not built: install with a C compiler (pip install -e .)")
+    monkeypatch.delenv(ENVIRON_KEY, raising=False)
+    yield
+
+
+def test_the_c_module_is_built_and_used_unless_pure_python_is_asked() -> None:
+    engine = engine_of(("10.0.0.0/8",))
+    if PURE:
+        assert not available() and engine.searched_in == "Python"
+    else:
+        # a missing build would silently cost a factor of three on every request: fail loudly
+        assert clookup_module._lookup is not None, "flask_allow._lookup was not built (is a C compiler installed?)"
+        assert available() and engine.searched_in == "C"
+
+
+def test_pure_python_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENVIRON_KEY, "1")
+    engine = engine_of(("10.0.0.0/8",))
+    assert engine.searched_in == "Python" and not available()
+    assert engine.lookup("10.1.2.3") is engine.rules[0]
+    monkeypatch.setenv(ENVIRON_KEY, "0")
+    assert available() == (clookup_module._lookup is not None)
+
+
+@pytest.mark.parametrize("layout", ["small", "radix"])
+def test_what_the_c_search_answers_and_what_it_hands_on(c_search: None, layout: str) -> None:
+    extra = tuple(f"172.{16 + i // 256}.{i % 256}.0/24" for i in range(RADIX_MIN)) if layout == "radix" else ()
+    engine = engine_of(("10.0.0.0/8", "2001:db8::/32", *extra), ("0.0.0.0/0", "::/0"))
+    assert engine.searched_in == "C"
+    first, catch_all = engine.rules
+    assert engine.lookup("10.255.255.255") is first
+    assert engine.lookup("11.0.0.0") is catch_all
+    assert engine.lookup("::ffff:10.1.2.3") is first  # mapped: its IPv4 address
+    assert engine.lookup("::ffff:11.1.2.3") is catch_all
+    assert engine.lookup("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff") is first
+    assert engine.lookup("2001:db9::") is catch_all
+    assert engine.lookup("fe80::1%eth0") is catch_all  # a zone: parsed by the Python fallback
+    assert engine.lookup("2001:db8::1%1") is first
+    for garbage in ("", "10.0.0.1\x00", "10.0.0.1 ", "\ud800", "1" * 100, "10.0.0.256", "::g", "010.0.0.1"):
+        with pytest.raises(ValueError):
+            engine.lookup(garbage)
+    for not_text in (None, b"10.0.0.1", 167772161):
+        with pytest.raises(ValueError):
+            engine.lookup(not_text)  # type: ignore[arg-type]
+
+
+def test_no_match_is_what_label_zero_holds(c_search: None) -> None:
+    engine = engine_of(("10.0.0.0/8",))
+    assert engine.lookup("192.0.2.1") is None and engine.lookup("2001:db8::1") is None
+    assert engine.decide(Client("192.0.2.1")).allowed  # the default
+
+
+def test_the_arrays_are_held_while_the_search_lives(c_search: None) -> None:
+    engine = engine_of(("10.0.0.0/8",))
+    index = engine._index
+    with pytest.raises(BufferError):
+        index.v4_starts.append(1)  # type: ignore[union-attr]
+    lookup = engine.lookup
+    del engine
+    gc.collect()
+    assert lookup("10.0.0.1") is not None  # the bound search keeps what it needs
+    searcher = weakref.ref(lookup.__self__)  # type: ignore[attr-defined]
+    del lookup
+    gc.collect()
+    assert searcher() is None
+    index.v4_starts.append(1)  # released with it
+
+
+def test_a_search_in_a_reference_cycle_is_collected(c_search: None) -> None:
+    class Holder:
+        def other(self, address: str) -> None:
+            return None
+
+    holder = Holder()
+    found = c_lookup(StaticIndex([[parse_span("10.0.0.0/8")[0]]]), (None, "rule"), holder.other)
+    assert found is not None
+    holder.search = found  # type: ignore[attr-defined]  # holder -> search -> its fallback -> holder
+    gone = weakref.ref(found.__self__)  # type: ignore[attr-defined]
+    del found, holder
+    gc.collect()
+    assert gone() is None
+
+
+def index_arrays(**changes: object) -> dict[str, object]:
+    arrays: dict[str, object] = {
+        "v4_starts": array("I", [0, 10, 20]),
+        "v4_labels": array("B", [0, 1, 0]),
+        "v4_direct": None,
+        "v4_radix": None,
+        "v6_high": array("Q", [0]),
+        "v6_low": array("Q", [0]),
+        "v6_labels": array("B", [0]),
+    }
+    arrays.update(changes)
+    return arrays
+
+
+def test_arrays_of_the_wrong_kind_are_refused(c_search: None) -> None:
+    Index = clookup_module._lookup.Index
+    rules, other = (None, "rule"), str
+    assert Index(rules, other, **index_arrays()).lookup("0.0.0.15") == "rule"
+    for wrong in (
+        {"v4_starts": array("Q", [0, 10, 20])},  # IPv4 boundaries are 32-bit
+        {"v4_starts": array("i", [0, 10, 20])},  # and unsigned
+        {"v6_high": array("I", [0])},
+        {"v4_labels": array("b", [0, 1, 0])},
+        {"v4_labels": array("d", [0, 1, 0])},
+        {"v4_labels": [0, 1, 0]},
+    ):
+        with pytest.raises(TypeError):
+            Index(rules, other, **index_arrays(**wrong))
+    for mismatched in (
+        {"v4_labels": array("B", [0, 1])},
+        {"v4_starts": array("I"), "v4_labels": array("B")},
+        {"v6_low": array("Q", [0, 5])},
+        {"v4_direct": array("b", [-1] * 65536)},  # without its v4_radix
+    ):
+        with pytest.raises(ValueError):
+            Index(rules, other, **index_arrays(**mismatched))
+    with pytest.raises(TypeError):
+        Index(rules, "not callable", **index_arrays())
+    made = Index(rules, other, **index_arrays())
+    with pytest.raises(TypeError):
+        made.__init__(rules, other, **index_arrays())  # made once
+
+
+def test_inconsistent_arrays_raise_and_the_engine_denies(c_search: None) -> None:
+    Index = clookup_module._lookup.Index
+    beyond = Index((None, "rule"), str, **index_arrays(v4_labels=array("B", [0, 7, 0])))
+    assert beyond.lookup("0.0.0.1") is None
+    with pytest.raises(RuntimeError, match="inconsistent"):
+        beyond.lookup("0.0.0.10")
+    radix = array("I", [0] * 65537)
+    short = Index((None, "rule"), str, **index_arrays(v4_direct=array("b", [-1] * 65536), v4_radix=radix))
+    with pytest.raises(RuntimeError, match="inconsistent"):
+        short.lookup("0.0.0.10")  # the /16 says "search", over no boundary at all
+    engine = engine_of(("10.0.0.0/8",))
+    engine.lookup = beyond.lookup
+    decision = engine.decide(Client("0.0.0.10"))
+    assert not decision.allowed and decision.error is not None and "could not be searched" in decision.error
+
+
+def flask_allow_rules(tmp_path: Path, pure: bool) -> str:
+    (tmp_path / "static_app.py").write_text(
+        "from flask import Flask\nfrom flask_allow import FlaskAllow\n"
+        "app = Flask(__name__)\n"
+        "app.config.update(ADDRESS_RESTRICTION=[{'DENY': '10.0.0.0/8'}], ALLOW_LOAD_ENTRY_POINTS=False)\n"
+        "FlaskAllow(app)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    if pure:
+        env[ENVIRON_KEY] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "static_app", "allow", "rules"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_flask_allow_rules_says_where_the_index_is_searched(c_search: None, tmp_path: Path) -> None:
+    assert "Search: every rule is static, one index searched in C\n" in flask_allow_rules(tmp_path, pure=False)
+    pure = flask_allow_rules(tmp_path, pure=True)
+    assert f"Search: every rule is static, one index searched in Python ({ENVIRON_KEY} is set)\n" in pure
