@@ -27,13 +27,21 @@ class Client:
 
     __slots__ = ("_ip", "_request", "address", "key", "via")
 
+    #: ``(family, int)`` as matchers compare it, or None when unparsable; parsed when first read
+    #: (a request decided by the compiled index alone never needs it).
+    key: tuple[int, int] | None
+
     def __init__(self, address: str, request: Request | None = None, via: tuple[str, ...] = ()) -> None:
         self.address = address
         self._request: weakref.ref[Request] | None = None if request is None else weakref.ref(request)
         self.via = via
-        #: ``(family, int)`` as matchers compare it, or None when unparsable.
-        self.key: tuple[int, int] | None = parse_client(address)
         self._ip: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "key":  # the slot is still empty: parse now, once
+            key = self.key = parse_client(self.address)
+            return key
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def request(self) -> Request | None:

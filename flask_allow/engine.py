@@ -196,6 +196,8 @@ class Engine:
         self.lints: list[str] = []
         self._unparsable = Throttle()
         self._compile()
+        #: Whether every rule is static (the whole list is one index, or empty).
+        self.static = all(isinstance(s, _Run) for s in self._segments)
         #: Whether decisions are cached: for lists with dynamic rules, unless ``cache_size`` is 0.
         self._caching = bool(cache_size) and not self.static
         # An all-static list (or none) is one index: its rules by label, 0 (no match) first.
@@ -234,11 +236,6 @@ class Engine:
             self._segments.append(_Run(run_rules, run_spans))
         del run_spans
         self.lints = covers.lints(self.rules, self.default_allow, self._segments)
-
-    @property
-    def static(self) -> bool:
-        """Whether every rule is static (the whole list is one index or empty)."""
-        return all(isinstance(s, _Run) for s in self._segments)
 
     def invalidate(self) -> None:
         """Drop every cached decision (a dynamic matcher's answers changed).

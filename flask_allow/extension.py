@@ -237,6 +237,11 @@ class AppState:
         )
 
     @functools.cached_property
+    def _short_way(self) -> Engine | None:
+        """The engine, when the socket peer is the client and every global rule is static."""
+        return self.engine if self._peer_is_client and self.engine.static else None
+
+    @functools.cached_property
     def _observe(self) -> list[Callable[[Decision, Flask], Any]] | None:
         """The ``flask_allow_decision`` implementations, each callable as ``(decision, app)``.
 
@@ -255,14 +260,24 @@ class AppState:
 
     def guard(self, req: Request) -> Response | None:
         """Decide for one request, tell the observers, and deny when the decision says so."""
-        if self._peer_is_client and not self.routes.active:  # the usual set-up, the short way
-            decision = self.engine.decide(Client(req.environ.get("REMOTE_ADDR") or "", req))
+        engine = self._short_way
+        if engine is not None and not self.routes.active:  # the usual set-up: one search in the index
+            address = req.environ.get("REMOTE_ADDR") or ""
+            try:
+                rule = engine.lookup(address)
+            except Exception:  # not an IP address (or the search failed): the engine says why
+                decision = engine.decide(Client(address, req))
+            else:
+                allowed = engine.default_allow if rule is None else rule.allowed
+                decision = Decision(Client(address, req), rule, allowed, None, engine.scope)
             if not decision.allowed and self.settings.report_only:
                 decision.enforced = False
         else:
             decision = self.decide(req)
         req.environ[DECISION_ENVIRON_KEY] = decision
-        self.notify(decision)
+        observe = self._observe
+        if observe is None or observe:
+            self.notify(decision)
         if decision.allowed or not decision.enforced:
             return None
         return self.deny(decision)

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, MakeApp, status
+from flask import request
 
-from flask_allow import Client
+from flask_allow import Client, Decision
 from flask_allow import clookup as clookup_module
 from flask_allow.addresses import parse_span
 from flask_allow.clookup import ENVIRON_KEY, available, c_lookup
@@ -220,3 +221,29 @@ def test_flask_allow_rules_says_where_the_index_is_searched(c_search: None, tmp_
     assert "Search: every rule is static, one index searched in C\n" in flask_allow_rules(tmp_path, pure=False)
     pure = flask_allow_rules(tmp_path, pure=True)
     assert f"Search: every rule is static, one index searched in Python ({ENVIRON_KEY} is set)\n" in pure
+
+
+def test_a_client_parses_its_address_when_first_asked() -> None:
+    """The short way decides from the address text alone; ``key`` is parsed only when read."""
+    client = Client("::ffff:10.0.0.1%eth0")
+    with pytest.raises(AttributeError):
+        object.__getattribute__(client, "key")  # not parsed yet
+    assert client.key == (4, 0x0A000001) and client.version == 4 and str(client.ip) == "10.0.0.1"
+    assert Client("garbage").key is None and Client("garbage").ip is None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        Client("10.0.0.1").nope  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_the_short_way_decides_as_the_engine_does(c_search: None, make_app: MakeApp) -> None:
+    """A guarded request with static rules only goes the short way: same decisions, errors included."""
+    app = make_app({"ADDRESS_RESTRICTION": [{"ALLOW": "10.0.0.0/8"}, {"DENY": "all"}], "ALLOW_DEFAULT": "allow"})
+    state = app.extensions["flask_allow"]
+    assert state._short_way is state.engine
+    seen: list[Decision] = []
+    app.teardown_request(lambda error: seen.append(request.environ["flask_allow.decision"]))
+    for address, expected in (("10.1.2.3", 200), ("::ffff:10.1.2.3", 200), ("192.0.2.1", 403), ("not-an-ip", 403)):
+        assert status(app, address) == expected, address
+        decision = seen[-1]
+        assert decision.allowed == (expected == 200) and decision.client.address == address
+        same = state.engine.decide(Client(address))
+        assert (decision.rule, decision.allowed, decision.error) == (same.rule, same.allowed, same.error)
