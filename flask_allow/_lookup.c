@@ -39,6 +39,8 @@ typedef struct {
     Py_ssize_t length[N_ARRAYS];
     int width[N_ARRAYS]; /* item size in bytes */
     int is_signed[N_ARRAYS];
+    int has_pair;      /* the IPv4 labels alternate: label of boundary i is pair[i & 1] */
+    int64_t pair[2];   /* (one memory access fewer on a large list file) */
 } Index;
 
 static PyObject *corrupt(const char *what) {
@@ -104,6 +106,9 @@ static PyObject *lookup_v4(Index *self, uint32_t value) {
     Py_ssize_t i = bisect_v4(starts, value, lo, hi);
     if (i < 1 || i > self->length[V4_LABELS]) {
         return corrupt("v4 position");
+    }
+    if (self->has_pair) {
+        return rule_of(self, self->pair[(i - 1) & 1]);
     }
     return rule_of(self, item(self, V4_LABELS, i - 1));
 }
@@ -188,19 +193,33 @@ static int take(Index *self, int which, PyObject *source, int optional) {
 }
 
 static int Index_init(Index *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"rules", "other", "v4_starts", "v4_labels", "v4_direct", "v4_radix",
-                               "v6_high", "v6_low", "v6_labels", NULL};
-    PyObject *rules, *other, *sources[N_ARRAYS];
+    static char *keywords[] = {"rules",    "other",  "v4_starts", "v4_labels", "v4_direct", "v4_radix",
+                               "v6_high", "v6_low", "v6_labels", "v4_pair",   NULL};
+    PyObject *rules, *other, *sources[N_ARRAYS], *pair = Py_None;
     for (int which = 0; which < N_ARRAYS; which++) {
         if (self->held[which] || self->rules != NULL) {
             PyErr_SetString(PyExc_TypeError, "an Index is made once");
             return -1;
         }
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOOOOOOO:Index", keywords, &PyTuple_Type, &rules, &other,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOOOOOOO|O:Index", keywords, &PyTuple_Type, &rules, &other,
                                      &sources[V4_STARTS], &sources[V4_LABELS], &sources[V4_DIRECT],
-                                     &sources[V4_RADIX], &sources[V6_HIGH], &sources[V6_LOW], &sources[V6_LABELS])) {
+                                     &sources[V4_RADIX], &sources[V6_HIGH], &sources[V6_LOW], &sources[V6_LABELS],
+                                     &pair)) {
         return -1;
+    }
+    if (pair != Py_None) {
+        long long even, odd;
+        if (!PyTuple_Check(pair)) {
+            PyErr_SetString(PyExc_TypeError, "v4_pair must be None or a tuple of two integers");
+            return -1;
+        }
+        if (!PyArg_ParseTuple(pair, "LL:v4_pair", &even, &odd)) {
+            return -1;
+        }
+        self->pair[0] = even;
+        self->pair[1] = odd;
+        self->has_pair = 1;
     }
     if (!PyCallable_Check(other)) {
         PyErr_SetString(PyExc_TypeError, "other must be callable");

@@ -18,5 +18,6 @@ class Index:
         v6_high: Any,
         v6_low: Any,
         v6_labels: Any,
+        v4_pair: tuple[int, int] | None = None,
     ) -> None: ...
     def lookup(self, address: object, /) -> Any: ...

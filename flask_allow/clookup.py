@@ -44,6 +44,7 @@ def c_lookup(index: Any, rules: tuple[Any, ...], other: Callable[[str], Any]) ->
         index.v6_high,
         index.v6_low,
         index.v6_labels,
+        index.v4_pair,
     )
     return found.lookup
 

@@ -173,6 +173,11 @@ def test_arrays_of_the_wrong_kind_are_refused(c_search: None) -> None:
             Index(rules, other, **index_arrays(**mismatched))
     with pytest.raises(TypeError):
         Index(rules, "not callable", **index_arrays())
+    for pair in ((0,), (0, "1"), [0, 1]):
+        with pytest.raises(TypeError):
+            Index(rules, other, **index_arrays(), v4_pair=pair)
+    alternating = Index(rules, other, **index_arrays(), v4_pair=(0, 1))
+    assert [alternating.lookup(f"0.0.0.{n}") for n in (9, 10, 19, 20)] == [None, "rule", "rule", None]
     made = Index(rules, other, **index_arrays())
     with pytest.raises(TypeError):
         made.__init__(rules, other, **index_arrays())  # made once
@@ -188,6 +193,9 @@ def test_inconsistent_arrays_raise_and_the_engine_denies(c_search: None) -> None
     short = Index((None, "rule"), str, **index_arrays(v4_direct=array("b", [-1] * 65536), v4_radix=radix))
     with pytest.raises(RuntimeError, match="inconsistent"):
         short.lookup("0.0.0.10")  # the /16 says "search", over no boundary at all
+    wrong_pair = Index((None, "rule"), str, **index_arrays(), v4_pair=(0, 2))
+    with pytest.raises(RuntimeError, match="inconsistent"):
+        wrong_pair.lookup("0.0.0.10")
     engine = engine_of(("10.0.0.0/8",))
     engine.lookup = beyond.lookup
     decision = engine.decide(Client("0.0.0.10"))
