@@ -2,8 +2,9 @@
 
 For N networks in one list file (seeded random networks; N up to 1,000,000), each implementation
 decides for a client address string, parsing included: flask_allow through ``Engine.lookup`` (a
-``file:`` rule), pytricia through ``PyTricia.get``, netaddr through ``in IPSet``, and the 2.0.x
-loop as ``ip_address()`` then ``ip in network`` for each network in turn. Two client streams:
+``file:`` rule; its index searched in C, and again in Python as without a C compiler), pytricia
+through ``PyTricia.get``, netaddr through ``in IPSet``, and the 2.0.x loop as ``ip_address()``
+then ``ip in network`` for each network in turn. Two client streams:
 distinct random addresses, and a Zipf-distributed stream over 100,000 clients (s = 1). Each pass
 gets new string objects, as each request does. Then the build (time, retained memory) of each, in
 a fresh child process per build. Every ratio is per round, the two measured back to back, with a
@@ -18,6 +19,7 @@ import argparse
 import gc
 import ipaddress
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -45,16 +47,31 @@ def entries(path: Path) -> list[str]:
     return found
 
 
-def build_flask_allow(path: Path, family: int) -> tuple[Lookup, Any]:
+def build_flask_allow(path: Path, family: int, pure: bool = False) -> tuple[Lookup, Any]:
     from flask import Flask
 
     from flask_allow import FlaskAllow
+    from flask_allow.clookup import ENVIRON_KEY
 
     app = Flask("bench")
     app.config.update(ADDRESS_RESTRICTION=[{"DENY": f"file:{path}"}], ALLOW_LOAD_ENTRY_POINTS=False)
-    FlaskAllow(app)
+    saved = os.environ.pop(ENVIRON_KEY, None)
+    if pure:
+        os.environ[ENVIRON_KEY] = "1"
+    try:
+        FlaskAllow(app)
+    finally:
+        os.environ.pop(ENVIRON_KEY, None)
+        if saved is not None:
+            os.environ[ENVIRON_KEY] = saved
     engine = app.extensions["flask_allow"].engine
+    if engine.searched_in != ("Python" if pure else "C"):
+        raise SystemExit(f"flask_allow searches in {engine.searched_in} here (is flask_allow._lookup built?)")
     return engine.lookup, app
+
+
+def build_flask_allow_python(path: Path, family: int) -> tuple[Lookup, Any]:
+    return build_flask_allow(path, family, pure=True)
 
 
 def build_pytricia(path: Path, family: int) -> tuple[Lookup, Any]:
@@ -92,6 +109,7 @@ def build_linear(path: Path, family: int) -> tuple[Lookup, Any]:
 
 BUILDERS: dict[str, Callable[[Path, int], tuple[Lookup, Any]]] = {
     "flask_allow": build_flask_allow,
+    "flask_allow (Python)": build_flask_allow_python,
     "pytricia": build_pytricia,
     "netaddr": build_netaddr,
     "2.0.x loop": build_linear,
@@ -255,7 +273,7 @@ def main() -> None:
         base_lookup, base_kept = build_flask_allow(lists[(smallest, 4)], 4)
         base_tree_lookup, base_tree = build_pytricia(lists[(smallest, 4)], 4) if installed("pytricia") else (None, None)
         for (n, family), path in lists.items():
-            names = [name for name in here if name in ("flask_allow", "pytricia") or n <= args.slow_max]
+            names = [name for name in here if name.startswith(("flask_allow", "pytricia")) or n <= args.slow_max]
             built = {name: BUILDERS[name](path, family) for name in names}
             lookups = {name: lookup for name, (lookup, _) in built.items()}
             lookups[f"{base} (control)"] = built[base][0]
@@ -265,7 +283,7 @@ def main() -> None:
                     lookups[f"pytricia N={smallest}"] = base_tree_lookup
             inside = [entry.split("/")[0] for entry in common.random_networks(min(n, 1000), args.seed + n, family)]
             sample = (distinct6 if family == 6 else distinct)[:2000] + inside
-            fast = [name for name in names if name in ("flask_allow", "pytricia")]
+            fast = [name for name in names if name.startswith(("flask_allow", "pytricia"))]
             agree = all(len({matched(lookups[name](a)) for name in fast}) == 1 for a in sample)
             agree = (
                 agree
@@ -278,6 +296,7 @@ def main() -> None:
                 found = measure_decisions(lookups, stream, rounds, budget)
                 med = {name: statistics.median(values) * 1e9 for name, values in found.items()}
                 fa, lo, hi = common.ratio(found, "flask_allow", base)
+                py, plo, phi = common.ratio(found, "flask_allow (Python)", base)
                 ctl, clo, chi = common.ratio(found, f"{base} (control)", base)
                 growth = common.ratio(found, "flask_allow", f"flask_allow N={smallest}")[0] if family == 4 else None
                 pt_growth = None
@@ -289,10 +308,12 @@ def main() -> None:
                         label,
                         stream_name,
                         med["flask_allow"],
+                        med["flask_allow (Python)"],
                         med.get("pytricia"),
                         med.get("netaddr"),
                         med.get("2.0.x loop"),
                         f"{fa:.2f} ({common.spread(lo, hi)})" if base == "pytricia" else None,
+                        f"{py:.2f} ({common.spread(plo, phi)})" if base == "pytricia" else None,
                         f"{ctl:.2f} ({common.spread(clo, chi)})",
                         f"{growth:.2f}" if growth else None,
                         f"{pt_growth:.2f}" if pt_growth else None,
@@ -305,7 +326,8 @@ def main() -> None:
             del built, lookups
             gc.collect()
             traced = not quick
-            builds = build_rounds(names, base, path, family, build_rounds_n if n < 1_000_000 else 2, traced)
+            built_names = [name for name in names if name != "flask_allow (Python)"]  # the search is not the build
+            builds = build_rounds(built_names, base, path, family, build_rounds_n if n < 1_000_000 else 2, traced)
             secs = {name: statistics.median(values) for name, values in builds["seconds"].items()}
             mib = {name: statistics.median(values) / 2**20 for name, values in builds["rss"].items()}
             b, blo, bhi = common.ratio(builds["seconds"], "flask_allow", base)
@@ -331,10 +353,12 @@ def main() -> None:
             "N",
             "clients",
             "flask_allow ns",
+            "flask_allow (Python) ns",
             "pytricia ns",
             "netaddr ns",
             "2.0.x loop ns",
             "flask_allow ÷ pytricia",
+            "flask_allow (Python) ÷ pytricia",
             f"control: {base} ÷ {base}",
             f"flask_allow ÷ itself at N={smallest}",
             f"pytricia ÷ itself at N={smallest}",
@@ -377,7 +401,13 @@ def chart(decisions: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
-    colours = {"flask_allow": "tab:blue", "pytricia": "tab:orange", "netaddr": "tab:green", "2.0.x loop": "tab:red"}
+    colours = {
+        "flask_allow": "tab:blue",
+        "flask_allow (Python)": "tab:purple",
+        "pytricia": "tab:orange",
+        "netaddr": "tab:green",
+        "2.0.x loop": "tab:red",
+    }
     for stream, style in (("distinct", "-"), ("zipf", "--")):
         for name, colour in colours.items():
             points = sorted(
