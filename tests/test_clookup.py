@@ -255,3 +255,57 @@ def test_the_short_way_decides_as_the_engine_does(c_search: None, make_app: Make
         assert decision.allowed == (expected == 200) and decision.client.address == address
         same = state.engine.decide(Client(address))
         assert (decision.rule, decision.allowed, decision.error) == (same.rule, same.allowed, same.error)
+
+
+def install(tmp_path: Path, name: str, **environ: str) -> Path:
+    """pip-install this checkout into a folder of its own (no index, no build isolation: offline)."""
+    source = tmp_path / f"{name}-src"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    for relative in files.stdout.split():  # a clean copy: no built module, no egg-info
+        if relative.startswith(("flask_allow/", "setup.py", "pyproject.toml", "README.md")):
+            (source / relative).parent.mkdir(parents=True, exist_ok=True)
+            (source / relative).write_bytes((REPO_ROOT / relative).read_bytes())
+    target = tmp_path / name
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index"]
+        + ["--disable-pip-version-check", "--target", str(target), str(source)],
+        env={**os.environ, **environ},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return target
+
+
+def search_of(target: Path) -> str:
+    """Which search an app gets with the package installed in ``target``, and its answers."""
+    script = (  # the editable install of this checkout hooks sys.meta_path, ahead of PYTHONPATH: unhook it
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in repr(f)]\n"
+        "from flask import Flask; from flask_allow import FlaskAllow\n"
+        "app = Flask('x'); app.config.update(ADDRESS_RESTRICTION=[{'DENY': '10.0.0.0/8'}],"
+        " ALLOW_LOAD_ENTRY_POINTS=False)\n"
+        "FlaskAllow(app); engine = app.extensions['flask_allow'].engine\n"
+        "import flask_allow; assert flask_allow.__file__.startswith(%r), (flask_allow.__file__, sys.meta_path)\n"
+        "print(engine.searched_in, engine.lookup('10.1.1.1') is engine.rules[0], engine.lookup('11.1.1.1'))\n"
+    ) % str(target)
+    env = {k: v for k, v in os.environ.items() if k != ENVIRON_KEY}
+    env["PYTHONPATH"] = str(target)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=target, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_without_a_c_compiler_the_package_installs_and_searches_in_python(tmp_path: Path) -> None:
+    """``optional=True``: a compiler that fails leaves the package whole, with the Python search."""
+    target = install(tmp_path, "no-compiler", CC="false", LDSHARED="false")
+    assert not list((target / "flask_allow").glob("_lookup*.so")) and (target / "flask_allow" / "_lookup.pyi").is_file()
+    assert search_of(target) == "Python True None"
+
+
+def test_an_install_with_a_compiler_builds_the_c_search(c_search: None, tmp_path: Path) -> None:
+    target = install(tmp_path, "compiled")
+    assert list((target / "flask_allow").glob("_lookup*.so")) or list((target / "flask_allow").glob("_lookup*.pyd"))
+    assert search_of(target) == "C True None"
