@@ -257,6 +257,9 @@ def test_the_short_way_decides_as_the_engine_does(c_search: None, make_app: Make
         assert (decision.rule, decision.allowed, decision.error) == (same.rule, same.allowed, same.error)
 
 
+PIP_INSTALL = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
+
+
 def install(tmp_path: Path, name: str, **environ: str) -> Path:
     """pip-install this checkout into a folder of its own (no index, no build isolation: offline)."""
     source = tmp_path / f"{name}-src"
@@ -267,8 +270,7 @@ def install(tmp_path: Path, name: str, **environ: str) -> Path:
             (source / relative).write_bytes((REPO_ROOT / relative).read_bytes())
     target = tmp_path / name
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index"]
-        + ["--disable-pip-version-check", "--target", str(target), str(source)],
+        [*PIP_INSTALL, "--target", str(target), str(source)],
         env={**os.environ, **environ},
         capture_output=True,
         text=True,
@@ -286,10 +288,11 @@ def search_of(target: Path) -> str:
         "app = Flask('x'); app.config.update(ADDRESS_RESTRICTION=[{'DENY': '10.0.0.0/8'}],"
         " ALLOW_LOAD_ENTRY_POINTS=False)\n"
         "FlaskAllow(app); engine = app.extensions['flask_allow'].engine\n"
-        "import flask_allow; assert flask_allow.__file__.startswith(%r), (flask_allow.__file__, sys.meta_path)\n"
+        "import os, flask_allow; assert flask_allow.__file__.startswith(os.environ['INSTALLED']), flask_allow.__file__\n"
         "print(engine.searched_in, engine.lookup('10.1.1.1') is engine.rules[0], engine.lookup('11.1.1.1'))\n"
-    ) % str(target)
+    )
     env = {k: v for k, v in os.environ.items() if k != ENVIRON_KEY}
+    env["INSTALLED"] = str(target)
     env["PYTHONPATH"] = str(target)
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=target, env=env, capture_output=True, text=True, timeout=60
