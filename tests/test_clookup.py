@@ -288,7 +288,7 @@ def search_of(target: Path) -> str:
         "app = Flask('x'); app.config.update(ADDRESS_RESTRICTION=[{'DENY': '10.0.0.0/8'}],"
         " ALLOW_LOAD_ENTRY_POINTS=False)\n"
         "FlaskAllow(app); engine = app.extensions['flask_allow'].engine\n"
-        "import os, flask_allow; assert flask_allow.__file__.startswith(os.environ['INSTALLED']), flask_allow.__file__\n"
+        "import os, flask_allow; assert flask_allow.__file__.startswith(os.environ['INSTALLED'])\n"
         "print(engine.searched_in, engine.lookup('10.1.1.1') is engine.rules[0], engine.lookup('11.1.1.1'))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != ENVIRON_KEY}
