@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -25,11 +24,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from itertools import accumulate, compress, islice, pairwise, repeat
+from itertools import accumulate, chain, compress, islice, pairwise, repeat
 from operator import gt, ne
+from struct import Struct
 from typing import Any, BinaryIO
 
-from .addresses import V4_MAX, V6_MAX, Span
+from .addresses import V4_MAX, Span
 
 NO_MATCH = 0  # label of the gaps; rule k of the run is labelled k + 1
 #: From this many IPv4 boundaries on, an index keeps ``v4_direct`` and ``v4_radix`` (per /16).
@@ -39,23 +39,37 @@ RADIX_SHIFT = 16
 V6_KEYS_MAX = 4096
 _LOW64 = (1 << 64) - 1
 _succ = (1).__add__
+#: IPv6 addresses while compiling: 16-byte big-endian keys, which compare as the integers do.
+V6_ZERO = bytes(16)
+V6_TOP = b"\xff" * 16
+#: The exclusive end of a span reaching ``V6_TOP``: above every 16-byte key (never kept in an index).
+_V6_BEYOND = b"\xff" * 17
+_V6_ALL = V6_ZERO + V6_TOP
+_ONE = b"\x00" * 15 + b"\x01"
+_ONE_LAST = bytes(16) + _ONE  # 1 at the last of a ``SpanSet.v6`` record
+_TOUCH = b"\x02" + bytes(16)  # see ``_merging``
+_CUT_CHUNK = 512  # records unpacked at a time by ``_cut``
+#: ``union_keys`` merges overlapping or touching spans one by one while they are at most one in this many.
+MERGE_FEW = 16
+_CUTTERS: dict[int, Struct] = {}
 
 
 class SpanSet:
     """The spans of one static rule as compact columns, in no particular order.
 
     What a list file compiles into without a ``Span`` per line: ``v4_first``/``v4_last`` are
-    arrays of 32-bit integers, ``v6_first``/``v6_last`` lists of integers. A matcher may hand
+    arrays of 32-bit integers; ``v6`` is a ``bytearray`` of 32-byte records, the first and the
+    last address of a span as 16 bytes each, big-endian (as ``inet_pton`` packs them): sorting
+    the records sorts the spans, and they compile with no 128-bit arithmetic. A matcher may hand
     one to the engine from a ``span_set()`` method instead of ``spans()``.
     """
 
-    __slots__ = ("v4_first", "v4_last", "v6_first", "v6_last")
+    __slots__ = ("v4_first", "v4_last", "v6")
 
     def __init__(self) -> None:
         self.v4_first = array("I")
         self.v4_last = array("I")
-        self.v6_first: list[int] = []
-        self.v6_last: list[int] = []
+        self.v6 = bytearray()
 
     @classmethod
     def of(cls, spans: Iterable[tuple[int, int, int]]) -> SpanSet:
@@ -66,32 +80,32 @@ class SpanSet:
         return made
 
     def add(self, family: int, first: int, last: int) -> None:
-        """Add one span."""
+        """Add one span (integers, as in a ``Span``)."""
         if family == 4:
             self.v4_first.append(first)
             self.v4_last.append(last)
         else:
-            self.v6_first.append(first)
-            self.v6_last.append(last)
+            self.v6 += first.to_bytes(16, "big") + last.to_bytes(16, "big")
 
     def __len__(self) -> int:
-        return len(self.v4_first) + len(self.v6_first)
+        return len(self.v4_first) + len(self.v6) // 32
 
     def __iter__(self) -> Iterator[Span]:
         for first, last in zip(self.v4_first, self.v4_last, strict=True):
             yield Span(4, first, last)
-        for first, last in zip(self.v6_first, self.v6_last, strict=True):
-            yield Span(6, first, last)
+        v6 = self.v6
+        for at in range(0, len(v6), 32):
+            yield Span(6, int.from_bytes(v6[at : at + 16], "big"), int.from_bytes(v6[at + 16 : at + 32], "big"))
 
     def covers_all(self, family: int) -> bool:
         """Say whether one span is the whole address space of ``family``."""
-        firsts: Sequence[int]
-        lasts: Sequence[int]
-        if family == 4:
-            top, firsts, lasts = V4_MAX, self.v4_first, self.v4_last
-        else:
-            top, firsts, lasts = V6_MAX, self.v6_first, self.v6_last
-        return 0 in firsts and any(last == top for first, last in zip(firsts, lasts, strict=True) if first == 0)
+        if family == 6:
+            at = self.v6.find(_V6_ALL)
+            while at > 0 and at % 32:  # found across two records: look further
+                at = self.v6.find(_V6_ALL, at + 1)
+            return at >= 0
+        firsts, lasts = self.v4_first, self.v4_last
+        return 0 in firsts and any(last == V4_MAX for first, last in zip(firsts, lasts, strict=True) if first == 0)
 
 
 def union(firsts: Sequence[int], lasts: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -111,16 +125,151 @@ def union(firsts: Sequence[int], lasts: Sequence[int]) -> tuple[list[int], list[
     return [opens[0], *compress(islice(opens, 1, None), gaps)], [*map(_succ, compress(ends, gaps)), ends[-1] + 1]
 
 
+def union_keys(spans: bytes | bytearray) -> bytes:
+    """``union()`` for IPv6 spans as in ``SpanSet.v6``: the boundaries of the sorted, disjoint,
+    non-adjacent intervals joined as 16-byte keys (open, end, open, end, ...; no end for an
+    interval that reaches the top of the space).
+
+    No 128-bit integers, and no object per span but for the sort: the spans are sorted by first
+    address, then every end (``last + 1``) is made at once, by one addition to the joined
+    records read as a big integer. When no span overlaps or touches the one before (see
+    ``_merging``), that sum is the answer; a few that do are merged into their neighbours; many,
+    as ``union()`` does it (see ``_union_sorted``).
+    """
+    if not spans:
+        return b""
+    records = _cut(spans, 32)
+    ordered = sorted(records)
+    joined = b"".join(ordered)
+    # Freed as they were made (``records`` is in memory order), not in sorted order: the memory
+    # they took is then given back whole, but for the few pools made last.
+    del ordered, records
+    count = len(joined) // 32
+    if _finds_top_last(joined):  # adding 1 to that last would carry into its first
+        return _union_sorted(_cut(joined), False)
+    bounds = (int.from_bytes(joined, "big") + int.from_bytes(_ONE_LAST * count, "big")).to_bytes(32 * count, "big")
+    del joined
+    merging = _merging(bounds)
+    if not merging:
+        return bounds
+    if len(merging) > count // MERGE_FEW:
+        return _union_sorted(_cut(bounds), True)
+    return _merge_few(bounds, merging)
+
+
+def _merging(bounds: bytes) -> list[int]:
+    """The spans (by position) whose open is not above the end of the span before, in order.
+
+    All compared at once: in 17-byte places, ``2**129 + open[i] - end[i - 1]`` (which never
+    borrows from the next place) begins with 1 where the open is below the end, and is exactly
+    ``2**129`` where they are equal.
+    """
+    count = len(bounds) // 32 - 1  # comparisons
+    opens = bytearray(17 * count)
+    ends = bytearray(17 * count)
+    for at in range(16):
+        opens[1 + at :: 17] = bounds[32 + at :: 32]
+        ends[1 + at :: 17] = bounds[16 + at : 32 * count : 32]
+    opens[0::17] = b"\x02" * count
+    found = (int.from_bytes(opens, "big") - int.from_bytes(ends, "big")).to_bytes(17 * count, "big")
+    del opens, ends
+    merging = []
+    tops = found[0::17]
+    at = tops.find(1)
+    while at >= 0:
+        merging.append(at + 1)
+        at = tops.find(1, at + 1)
+    at = found.find(_TOUCH)
+    while at >= 0:  # always at the start of a place: every place begins with 1 or 2
+        merging.append(at // 17 + 1)
+        at = found.find(_TOUCH, at + 17)
+    return sorted(merging)
+
+
+def _union_sorted(keys: list[bytes], ended: bool) -> bytes:
+    """``union_keys`` from spans sorted by first: ``keys`` alternate firsts and lasts (``ended``: ends)."""
+    opens = keys[0::2]
+    ends = sorted(keys[1::2]) if ended else _successors(sorted(keys[1::2]))
+    gaps = list(map(gt, islice(opens, 1, None), ends))
+    opens = [opens[0], *compress(islice(opens, 1, None), gaps)]
+    ends = [*compress(ends, gaps), ends[-1]]
+    keys = [b""] * (2 * len(opens))
+    keys[0::2] = opens
+    keys[1::2] = ends
+    if ends[-1] == _V6_BEYOND:
+        keys.pop()
+    return b"".join(keys)
+
+
+def _merge_few(bounds: bytes, merging: list[int]) -> bytes:
+    """``union_keys`` where a few spans (``merging``) overlap or touch the one before.
+
+    Each run of merging spans becomes one interval: the open of its first, the highest end.
+    """
+    count = len(bounds) // 32
+    out = bytearray(bounds)
+    kept = []
+    at = i = 0
+    for first in merging:
+        if first < i:  # merged already, with an earlier run
+            continue
+        i = first  # span i merges with span i - 1, whose end is the highest so far
+        reach = bounds[32 * i - 16 : 32 * i]
+        cut = 32 * i - 16  # from the end of span i - 1 ...
+        while i < count and bounds[32 * i : 32 * i + 16] <= reach:
+            reach = max(reach, bounds[32 * i + 16 : 32 * i + 32])
+            i += 1
+        kept.append((at, cut))
+        out[32 * i - 16 : 32 * i] = reach  # ... to the end of the last span of the run, which gets the highest
+        at = 32 * i - 16
+    kept.append((at, len(out)))
+    with memoryview(out) as view:
+        return b"".join([view[start:stop] for start, stop in kept])
+
+
+def _finds_top_last(joined: bytes) -> bool:
+    """Whether a span of joined ``SpanSet.v6`` records ends at ``V6_TOP``."""
+    at = joined.find(V6_TOP, 16)
+    while at >= 0 and at % 32 != 16:  # found across two keys: look further
+        at = joined.find(V6_TOP, at + 1)
+    return at >= 0
+
+
+def _successors(keys: list[bytes]) -> list[bytes]:
+    """``key + 1`` of each of sorted 16-byte keys (``_V6_BEYOND`` for ``V6_TOP``).
+
+    All at once: the keys joined read as one big integer, plus 1 in every 16-byte place (no
+    carry crosses a place: the keys ``V6_TOP``, all at the end, are left out of it).
+    """
+    count = len(keys)
+    while count and keys[count - 1] == V6_TOP:
+        count -= 1
+    total = int.from_bytes(b"".join(keys[:count]), "big") + int.from_bytes(_ONE * count, "big")
+    return _cut(total.to_bytes(16 * count, "big")) + [_V6_BEYOND] * (len(keys) - count)
+
+
+def _cut(joined: bytes | bytearray, size: int = 16) -> list[bytes]:
+    """The records of ``size`` bytes that ``joined`` holds (made in C, side by side in memory)."""
+    cutter = _CUTTERS.get(size) or _CUTTERS.setdefault(size, Struct(f"{size}s" * _CUT_CHUNK))
+    whole = len(joined) - len(joined) % cutter.size
+    with memoryview(joined) as view:
+        found: list[bytes] = list(chain.from_iterable(cutter.iter_unpack(view[:whole])))
+        if whole < len(joined):
+            found.extend(Struct(f"{size}s" * ((len(joined) - whole) // size)).unpack(view[whole:]))
+    return found
+
+
 def _typecode(labels: int) -> str:
     return "B" if labels < 0x100 else "H" if labels < 0x10000 else "I"
 
 
-def flatten(unions: Sequence[tuple[list[int], list[int]]], top: int) -> tuple[list[int], array[int]]:
+def flatten(unions: Sequence[tuple[list[Any], list[Any]]], zero: Any, beyond: Any) -> tuple[list[Any], array[int]]:
     """Label the address space of one family with the first union (rule) covering each address.
 
-    ``unions[k]`` is rule k's ``union()``, labelled ``k + 1``. Returns ``starts`` (beginning with
-    0) and ``labels``, such that the label of address ``x`` is ``labels[bisect_right(starts, x) - 1]``;
-    adjacent intervals never share a label.
+    ``unions[k]`` is rule k's ``union()`` (or ``union_keys()``), labelled ``k + 1``; ``zero`` is
+    the first address of the space and ``beyond`` the end past its last (``V4_MAX + 1`` for
+    integers). Returns ``starts`` (beginning with ``zero``) and ``labels``, such that the label of
+    address ``x`` is ``labels[bisect_right(starts, x) - 1]``; adjacent intervals never share a label.
     """
     code = _typecode(len(unions) + 1)
     present = [(label, u) for label, u in enumerate(unions, start=1) if u[0]]
@@ -130,22 +279,22 @@ def flatten(unions: Sequence[tuple[list[int], list[int]]], top: int) -> tuple[li
         starts[0::2] = opens
         starts[1::2] = ends
         labels = array(code, [label, NO_MATCH]) * len(opens)
-        if starts[-1] > top:
+        if starts[-1] == beyond:
             starts.pop()
             labels.pop()
-        if starts[0] != 0:
-            starts.insert(0, 0)
+        if starts[0] != zero:
+            starts.insert(0, zero)
             labels.insert(0, NO_MATCH)
         return starts, labels
     if not present:
-        return [0], array(code, [NO_MATCH])
+        return [zero], array(code, [NO_MATCH])
     # Several rules: cut the space at every boundary, paint each rule's intervals from the last
     # rule to the first (so the first covering rule is painted last), then merge equal neighbours.
-    points_set = {0}
+    points_set = {zero}
     for _, (opens, ends) in present:
         points_set.update(opens)
         points_set.update(ends)
-    points_set.discard(top + 1)
+    points_set.discard(beyond)
     points = sorted(points_set)
     del points_set
     paint = array(code, bytes(len(points) * array(code).itemsize))
@@ -199,7 +348,7 @@ class StaticIndex:
         self._build(sets)
 
     def _build(self, sets: list[SpanSet]) -> None:
-        starts, labels = flatten([union(s.v4_first, s.v4_last) for s in sets], V4_MAX)
+        starts, labels = flatten([union(s.v4_first, s.v4_last) for s in sets], 0, V4_MAX + 1)
         self.v4_starts = array("I", starts)
         self.v4_labels = labels
         del starts
@@ -224,10 +373,11 @@ class StaticIndex:
             evens, odds = labels[0::2], labels[1::2]
             if odds and evens.count(evens[0]) == len(evens) and odds.count(odds[0]) == len(odds):
                 self.v4_pair = (evens[0], odds[0])
-        starts, self.v6_labels = flatten([union(s.v6_first, s.v6_last) for s in sets], V6_MAX)
-        self.v6_high, self.v6_low = _halves(starts)
+        joined, self.v6_labels = _flatten_v6(sets)
+        self.v6_high, self.v6_low = _halves(joined)
         #: Small indexes: the IPv6 boundaries as 16-byte keys, as for IPv4.
-        self.v6_keys = [start.to_bytes(16, "big") for start in starts] if len(starts) < V6_KEYS_MAX else None
+        self.v6_keys = _cut(joined) if len(joined) < 16 * V6_KEYS_MAX else None
+        del joined
         #: Every label some address gets (a rule missing from it is shadowed by earlier ones).
         self.reachable = set(self.v4_pair or self.v4_labels) | set(self.v6_labels)
 
@@ -332,12 +482,15 @@ def _build_in_child(sets: list[SpanSet], into: StaticIndex) -> None:
             names.append(name)
         with open(names[0], "wb") as out:
             tunables = {"RADIX_MIN": RADIX_MIN, "V6_KEYS_MAX": V6_KEYS_MAX}  # the same layout as here
-            out.write(json.dumps([tunables, [len(s.v4_first) for s in sets]]).encode() + b"\n")
+            out.write(json.dumps([tunables, [(len(s.v4_first), len(s.v6)) for s in sets]]).encode() + b"\n")
             for found in sets:
                 found.v4_first.tofile(out)  # in 64 KiB writes, the GIL released for each
                 found.v4_last.tofile(out)
                 time.sleep(_PAUSE)
-            pickle.dump([(s.v6_first, s.v6_last) for s in sets], out, protocol=pickle.HIGHEST_PROTOCOL)
+                with memoryview(found.v6) as v6:
+                    for at in range(0, len(v6), _SLICE):
+                        out.write(v6[at : at + _SLICE])
+                        time.sleep(_PAUSE)
         done = subprocess.run(
             [_python() or "python", "-c", _CHILD, paths, *names],
             stdin=subprocess.DEVNULL,
@@ -360,13 +513,12 @@ def _child_main() -> None:
         sets = []
         tunables, counts = json.loads(source.readline())
         globals().update(tunables)
-        for count in counts:
+        for count, size in counts:
             found = SpanSet()
             found.v4_first.fromfile(source, count)
             found.v4_last.fromfile(source, count)
+            found.v6 += source.read(size)
             sets.append(found)
-        for found, (firsts, lasts) in zip(sets, pickle.load(source), strict=True):
-            found.v6_first, found.v6_last = firsts, lasts
     index = StaticIndex(sets)
     arrays = [(name, getattr(index, name)) for name in _ARRAYS if getattr(index, name) is not None]
     keys = {name: getattr(index, name) for name in ("v4_keys", "v6_keys")}
@@ -396,10 +548,45 @@ def _radix(starts: array[int]) -> array[int]:
     return array("I", accumulate(counts))
 
 
-def _halves(values: list[int]) -> tuple[array[int], array[int]]:
-    """Split 128-bit integers into arrays of their high and low 64 bits (by way of bytes: fast)."""
+def _flatten_v6(sets: list[SpanSet]) -> tuple[bytes, array[int]]:
+    """``flatten()`` for IPv6: the starts joined as 16-byte keys, and their labels.
+
+    One rule with IPv6 spans (a list file) takes the boundaries as ``union_keys`` joined them:
+    no key is made or joined again. The labels are made once the keys are gone: an array's own
+    small object made among a hundred thousand short-lived keys would keep their memory from
+    being given back.
+    """
+    unions = [union_keys(found.v6) for found in sets]
+    code = _typecode(len(sets) + 1)
+    present = [(label, joined) for label, joined in enumerate(unions, start=1) if joined]
+    if len(present) != 1:
+        keys, labels = flatten([_opens_ends(joined) for joined in unions], V6_ZERO, _V6_BEYOND)
+        del unions, present
+        joined = b"".join(keys)
+        del keys
+        return joined, labels[:]
+    del unions
+    label, joined = present.pop()
+    count = len(joined) // 16  # odd when the last interval reaches the top
+    labels = array(code, [label, NO_MATCH]) * ((count + 1) // 2)
+    if count % 2:
+        labels.pop()
+    if not joined.startswith(V6_ZERO):
+        joined = V6_ZERO + joined
+        labels = array(code, [NO_MATCH]) + labels
+    return joined, labels
+
+
+def _opens_ends(joined: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The opens and the ends (``_V6_BEYOND`` past the top) of ``union_keys``' boundaries."""
+    keys = _cut(joined)
+    return keys[0::2], keys[1::2] + [_V6_BEYOND] * (len(keys) % 2)
+
+
+def _halves(joined: bytes) -> tuple[array[int], array[int]]:
+    """Split joined 16-byte big-endian keys into arrays of their high and low 64 bits."""
     both = array("Q")
-    both.frombytes(b"".join([value.to_bytes(16, "big") for value in values]))
+    both.frombytes(joined)
     if sys.byteorder == "little":
         both.byteswap()
     return both[0::2], both[1::2]

@@ -17,13 +17,15 @@ from flask_allow import Matcher, MatcherContext, hookimpl
 from flask_allow.addresses import Span, parse_span
 from flask_allow.index import SpanSet, yielding
 
-_BLOCK = 1 << 22  # characters read at a time
+_BLOCK = 1 << 16  # characters read at a time (the lines of a block fit in a cache, and their memory is reused)
 _SMALL_BLOCK = 1 << 13  # ... when other threads should get the GIL between blocks (a fraction of a ms)
 _PAUSE = 0.0001  # seconds slept between those blocks: a thread waiting for the GIL surely gets it
 # The prefix lengths the fast path takes as written ("24", never "024" or "24 "), with the host
 # mask of each; anything else goes through ``parse_span``, which says what is wrong with it.
 _HOST4 = {str(n): (1 << (32 - n)) - 1 for n in range(33)}
 _HOST6 = {str(n): (1 << (128 - n)) - 1 for n in range(129)}
+# IPv6 prefixes of whole bytes (nearly all of them): kept bytes, and the host bytes' zeros and ones.
+_WHOLE6 = {str(n): (n // 8, bytes(16 - n // 8), b"\xff" * (16 - n // 8)) for n in range(0, 129, 8)}
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 
 
@@ -65,13 +67,14 @@ def parse_list(path: str) -> tuple[SpanSet, list[str]]:
     """Parse a list file into a ``SpanSet``; return it and warnings. Raises ``ValueError`` on a bad line.
 
     A bare IPv4/IPv6 address or ``address/length`` without host bits (nearly every line of a
-    published list) takes a fast path: one ``inet_pton``, no ``Span``; every other line
-    (comments, spaces, ranges, netmasks, mapped addresses, errors) goes through ``parse_span``.
+    published list) takes a fast path: one ``inet_pton``, no ``Span`` (IPv6 stays the packed
+    bytes; IPv4-mapped ones are folded afterwards, all at once); every other line (comments,
+    spaces, ranges, netmasks, errors) goes through ``parse_span``.
     """
     found = SpanSet()
     v4_first, v4_last = found.v4_first.append, found.v4_last.append
-    v6_first, v6_last = found.v6_first.append, found.v6_last.append
-    host4, host6, pton, from_bytes = _HOST4.get, _HOST6.get, inet_pton, int.from_bytes
+    v6 = found.v6
+    host4, host6, whole6, pton, from_bytes = _HOST4.get, _HOST6.get, _WHOLE6.get, inet_pton, int.from_bytes
     host_bits: list[str] = []
     number = 0
     pause = yielding()  # in a reload next to threads serving requests: let them run now and then
@@ -80,33 +83,42 @@ def parse_list(path: str) -> tuple[SpanSet, list[str]]:
             time.sleep(_PAUSE)
         for line in lines:
             number += 1
-            address, slash, length = line.partition("/")
             try:
-                if ":" in address:
-                    packed = pton(AF_INET6, address)
-                    if packed.startswith(_MAPPED):
-                        raise ValueError
-                    value = from_bytes(packed, "big")
-                    if slash:
-                        host = host6(length)
-                        if host is None or value & host:
-                            raise ValueError
-                        v6_first(value)
-                        v6_last(value | host)
+                if "/" not in line:  # an address
+                    if ":" in line:
+                        packed = pton(AF_INET6, line)
+                        v6 += packed
+                        v6 += packed
                     else:
-                        v6_first(value)
-                        v6_last(value)
-                else:
-                    value = from_bytes(pton(AF_INET, address), "big")
-                    if slash:
-                        host = host4(length)
-                        if host is None or value & host:
-                            raise ValueError
-                        v4_first(value)
-                        v4_last(value | host)
-                    else:
+                        value = from_bytes(pton(AF_INET, line), "big")
                         v4_first(value)
                         v4_last(value)
+                    continue
+                address, _, length = line.partition("/")
+                if ":" in address:
+                    packed = pton(AF_INET6, address)
+                    whole = whole6(length)
+                    if whole is not None:  # /64: the last 8 bytes zero, the last address ends in 8 * ff
+                        kept, zeros, ones = whole
+                        if not packed.endswith(zeros):
+                            raise ValueError
+                        v6 += packed
+                        v6 += packed[:kept]
+                        v6 += ones
+                        continue
+                    host = host6(length)
+                    value = from_bytes(packed, "big")
+                    if host is None or value & host:
+                        raise ValueError
+                    v6 += packed
+                    v6 += (value | host).to_bytes(16, "big")
+                else:
+                    value = from_bytes(pton(AF_INET, address), "big")
+                    host = host4(length)
+                    if host is None or value & host:
+                        raise ValueError
+                    v4_first(value)
+                    v4_last(value | host)
             except (OSError, ValueError):  # not in the fast path's form: the careful way
                 entry = _entry(line)
                 if not entry:
@@ -118,11 +130,40 @@ def parse_list(path: str) -> tuple[SpanSet, list[str]]:
                 if warning:
                     host_bits.append(f"line {number}: {warning}")
                 found.add(*span)
+    _fold_mapped(found)
     warnings = []
     if host_bits:
         more = f" (and {len(host_bits) - 1} more)" if len(host_bits) > 1 else ""
         warnings.append(f"{path}: {host_bits[0]}{more}")
     return found, warnings
+
+
+def _fold_mapped(found: SpanSet) -> None:
+    """Make the IPv4-mapped spans the fast path took as IPv6 (``::ffff:a.b.c.d``, ``/96`` or longer)
+    IPv4 spans, as ``parse_span`` makes them.
+
+    A mapped network shorter than /96 has host bits set (``ffff``), so only ``parse_span`` ever
+    takes one, and only its first and last both begin with ``::ffff:0:0/96``. Looked for once,
+    over all the records, rather than on every line.
+    """
+    v6 = found.v6
+    mapped = []
+    at = v6.find(_MAPPED)
+    while at >= 0:
+        if at % 32 == 0:  # at the first of a record (not inside an address, or across two)
+            mapped.append(at)
+        at = v6.find(_MAPPED, at + 1)
+    if not mapped:
+        return
+    kept = []
+    start = 0
+    for at in mapped:
+        found.v4_first.append(int.from_bytes(v6[at + 12 : at + 16], "big"))
+        found.v4_last.append(int.from_bytes(v6[at + 28 : at + 32], "big"))
+        kept.append(v6[start:at])
+        start = at + 32
+    kept.append(v6[start:])
+    found.v6 = bytearray(b"".join(kept))
 
 
 class FileMatcher(Matcher):
