@@ -168,6 +168,7 @@ def test_arrays_of_the_wrong_kind_are_refused(c_search: None) -> None:
         {"v4_starts": array("I"), "v4_labels": array("B")},
         {"v6_low": array("Q", [0, 5])},
         {"v4_direct": array("b", [-1] * 65536)},  # without its v4_radix
+        {"v4_direct": array("b", [-1] * 256), "v4_radix": array("I", [0] * 257)},  # not one per /16
     ):
         with pytest.raises(ValueError):
             Index(rules, other, **index_arrays(**mismatched))
