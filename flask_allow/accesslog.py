@@ -2,14 +2,18 @@
 
 Each app's ``ACCESS_LOG`` handler only takes that app's records (a filter on the record), so
 two apps in one process never write into each other's files, and a reload swaps the handler
-instead of adding a second one.
+instead of adding a second one. When no one but the app's own file handler would see a record
+(the usual set-up), the line is written without making the record, byte for byte as the record
+would be written (see ``AccessLog.write``).
 """
 
 from __future__ import annotations
 
 import atexit
+import codecs
 import logging
 import logging.handlers
+import operator
 import os
 import queue
 import re
@@ -18,6 +22,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -30,7 +35,16 @@ logger = logging.getLogger(keys.ACCESS_LOGGER_NAME)
 logger.addHandler(logging.NullHandler())
 
 _RECOUNT = 100  # lines after which the log file's size is read again (see _FileHandler)
+# Encodings without a byte-order mark or other state: a line is written as ``str.encode``
+# encodes it, straight to the file descriptor (see _FileHandler.put).
+_STATELESS = frozenset({"utf-8", "ascii", "iso8859-1"})
+
+# -- the line ------------------------------------------------------------------------------------
+
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\"\u2028\u2029]")
+# What _UNSAFE takes of ASCII text, deleted by ``bytes.translate`` to find out, in C, that a line
+# has nothing to escape (a third of the cost of _UNSAFE's search or of ``str.isprintable``).
+_UNSAFE_ASCII = bytes(range(0x20)) + b'\x7f\\"'
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -43,26 +57,30 @@ def _escape_char(match: re.Match[str]) -> str:
 
 def escape(text: object) -> str:
     """Escape control characters, quotes and backslashes, so one request stays one line."""
-    text = str(text)
-    return _UNSAFE.sub(_escape_char, text) if _UNSAFE.search(text) else text
+    text = text if type(text) is str else str(text)
+    if text.isascii() and len(text.encode("ascii").translate(None, _UNSAFE_ASCII)) == len(text):
+        return text
+    return _UNSAFE.sub(_escape_char, text)
 
 
 def format_line(decision: Decision) -> str:
     """The access log message for a decision."""
     client = decision.client
-    request = client.request
+    reason = decision.reason
     if not decision.enforced and not decision.exempt and not decision.allowed:
-        reason = f"{decision.reason} [report-only: let through]"
-    else:
-        reason = decision.reason
+        reason = f"{reason} [report-only: let through]"
     # escaping works character by character, so escaping the parts joined is escaping each part
     address = client.address or "-"
+    request = client.request
     if request is None:
         line = escape(f"{address} {reason}")
     else:
         agent = request.environ.get("HTTP_USER_AGENT", "")  # what request.headers["User-Agent"] reads
-        head = escape(f"{address} {reason} {request.method} {url_of(request)}")
-        line = f'{head} "{escape(agent)}"'
+        method, url = request.method, url_of(request)
+        line = f'{address} {reason} {method} {url} "{agent}"'
+        # nothing to escape when the only characters to escape are the two quotes put around the agent
+        if not line.isascii() or len(line.encode("ascii").translate(None, _UNSAFE_ASCII)) != len(line) - 2:
+            line = f'{escape(f"{address} {reason} {method} {url}")} "{escape(agent)}"'
     if client.via:
         line = f"{line} via {escape(', '.join(client.via))}"
     return line
@@ -71,37 +89,44 @@ def format_line(decision: Decision) -> str:
 # The requests whose ``request.url`` is exactly its parts joined (nothing to quote, no IRI
 # decoding, no IDNA, no default port, no trusted-hosts check): nearly all. For them the URL is
 # put together from the WSGI environ directly, saving werkzeug's round trip through urlsplit.
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@-]*")
-_PLAIN_QUERY = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@?-]*")
-_PLAIN_HOST = re.compile(r"(?!.*xn--)[a-z0-9.-]+(?::(?!80$|443$)[1-9][0-9]{0,3})?")
+# One match checks "host root path query" at once: a space is in none of the plain parts.
+_PLAIN_PARTS = re.compile(
+    r"(?![^ ]*xn--)[a-z0-9.-]+(?::(?!(?:80|443) )[1-9][0-9]{0,3})?"  # host, no IDNA, no default port
+    r" [A-Za-z0-9/._~!$&'()*+,;=:@-]*"  # SCRIPT_NAME
+    r" [A-Za-z0-9/._~!$&'()*+,;=:@-]*"  # PATH_INFO
+    r" [A-Za-z0-9/._~!$&'()*+,;=:@?-]*"  # QUERY_STRING
+)
 
 
 def url_of(request: Any) -> str:
-    """``request.url``: put together directly for plain requests, else werkzeug's."""
+    """``request.url``: put together from the WSGI environ for plain requests, else werkzeug's."""
     url = request.__dict__.get("url")  # already worked out (werkzeug caches it)
     if url is not None:
         return str(url)
     environ = request.environ
-    scheme, host = request.scheme, environ.get("HTTP_HOST")
-    root, path, query = request.root_path, request.path, environ.get("QUERY_STRING", "")
+    host, scheme = environ.get("HTTP_HOST"), environ.get("wsgi.url_scheme", "http")
+    # werkzeug decodes these from latin-1 to UTF-8: plain text is ASCII, the same either way
+    root, path, query = environ.get("SCRIPT_NAME") or "", environ.get("PATH_INFO") or "", environ.get("QUERY_STRING")
     if (
         host is not None
-        and scheme in ("http", "https")
+        and (scheme == "http" or scheme == "https")
         and request.trusted_hosts is None
-        and _PLAIN_HOST.fullmatch(host)
-        and _PLAIN_PATH.fullmatch(root)
-        and _PLAIN_PATH.fullmatch(path)
-        and _PLAIN_QUERY.fullmatch(query)
+        and _PLAIN_PARTS.fullmatch(f"{host} {root} {path} {query or ''}")
     ):
-        url = f"{scheme}://{host}{root.rstrip('/')}/{path.lstrip('/')}"
+        if root:
+            root = root.rstrip("/")
+        url = f"{scheme}://{host}{root}/{path.lstrip('/')}"
         return f"{url}?{query}" if query else url
     return str(request.url)
 
+
+# -- records, and lines as records would be formatted ----------------------------------------------
 
 _PER_RECORD = frozenset(
     {"msg", "args", "levelno", "levelname", "created", "msecs", "relativeCreated", "thread", "threadName", "taskName"}
 )
 _NS_CLOCK = isinstance(getattr(logging, "_startTime", 0.0), int)  # LogRecord times from time_ns() (3.13+)
+_TASK_NAME = sys.version_info >= (3, 12)  # LogRecord has a taskName
 _forks = 0  # forks into a child process so far: the process id in a record changes
 
 
@@ -114,47 +139,26 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-class _Records:
-    """Makes the access log's LogRecords as ``LogRecord()`` would, but works out once per process
-    what cannot change within one (the source path split into file and module, the process id
-    and name, the app's mark): ``LogRecord()`` was a third of the cost of writing a line.
-    Someone else's record factory (``logging.setLogRecordFactory``) is used as it is."""
+def _times() -> tuple[float, int, float, float]:
+    """``created``, its whole second, ``msecs`` and ``relativeCreated``, as ``LogRecord.__init__``
+    works them out in each version."""
+    if _NS_CLOCK:
+        now = time.time_ns()
+        created = now / 1e9
+        msecs = (now % 1_000_000_000) // 1_000_000 + 0.0
+        if msecs == 999.0 and int(created) != now // 1_000_000_000:
+            msecs = 0.0
+        return created, int(created), msecs, (now - logging._startTime) / 1e6  # type: ignore[attr-defined]
+    created = time.time()
+    second = int(created)
+    return created, second, int((created - second) * 1000) + 0.0, (created - logging._startTime) * 1000  # type: ignore[attr-defined]
 
-    def __init__(self, extra: dict[str, Any]) -> None:
-        self.extra = extra
-        self._template: dict[str, Any] = {}
-        self._key: tuple[Any, ...] = ()
 
-    def make(self, level: int, message: str) -> logging.LogRecord:
-        key = (_forks, logging.logProcesses, logging.logMultiprocessing)
-        if key != self._key or logging.getLogRecordFactory() is not logging.LogRecord:
-            record = logger.makeRecord(logger.name, level, __file__, 0, message, (), None, "write", self.extra)
-            if logging.getLogRecordFactory() is logging.LogRecord:
-                self._template = {k: v for k, v in record.__dict__.items() if k not in _PER_RECORD}
-                self._key = key
-            return record
-        record = logging.LogRecord.__new__(logging.LogRecord)
-        fields = record.__dict__
-        fields.update(self._template)
-        fields["msg"], fields["args"] = message, ()
-        fields["levelno"], fields["levelname"] = level, logging.getLevelName(level)
-        if _NS_CLOCK:  # as LogRecord.__init__ works out its times, in each version
-            now = time.time_ns()
-            fields["created"] = created = now / 1e9
-            msecs = (now % 1_000_000_000) // 1_000_000 + 0.0
-            fields["msecs"] = 0.0 if msecs == 999.0 and int(created) != now // 1_000_000_000 else msecs
-            fields["relativeCreated"] = (now - logging._startTime) / 1e6  # type: ignore[attr-defined]
-        else:
-            fields["created"] = now_s = time.time()
-            fields["msecs"] = int((now_s - int(now_s)) * 1000) + 0.0
-            fields["relativeCreated"] = (now_s - logging._startTime) * 1000  # type: ignore[attr-defined]
-        if logging.logThreads:
-            fields["thread"], fields["threadName"] = threading.get_ident(), threading.current_thread().name
-        else:
-            fields["thread"] = fields["threadName"] = None
-        if "taskName" in self._template or sys.version_info >= (3, 12):
-            fields["taskName"] = _task_name()
-        return record
+def _thread() -> tuple[int | None, str | None]:
+    """``thread`` and ``threadName``, as ``LogRecord`` records them."""
+    if logging.logThreads:
+        return threading.get_ident(), threading.current_thread().name
+    return None, None
 
 
 def _task_name() -> str | None:
@@ -168,10 +172,107 @@ def _task_name() -> str | None:
     return None
 
 
+class _Records:
+    """Makes the access log's LogRecords as ``LogRecord()`` would, but works out once per process
+    what cannot change within one (the source path split into file and module, the process id
+    and name, the app's mark): ``LogRecord()`` was a third of the cost of writing a line.
+    Someone else's record factory (``logging.setLogRecordFactory``) is used as it is."""
+
+    def __init__(self, extra: dict[str, Any]) -> None:
+        self.extra = extra
+        self._template: dict[str, Any] = {}
+        self._key: tuple[Any, ...] = ()
+
+    def template(self) -> dict[str, Any] | None:
+        """A record's fields that stay the same within a process, or None when someone else's
+        record factory makes the records."""
+        if logging.getLogRecordFactory() is not logging.LogRecord:
+            return None
+        key = (_forks, logging.logProcesses, logging.logMultiprocessing)
+        if key != self._key:
+            record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "", (), None, "write", self.extra)
+            self._template = {k: v for k, v in record.__dict__.items() if k not in _PER_RECORD}
+            self._key = key
+        return self._template
+
+    def make(self, level: int, message: str) -> logging.LogRecord:
+        template = self.template()
+        if template is None:
+            return logger.makeRecord(logger.name, level, __file__, 0, message, (), None, "write", self.extra)
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        fields = record.__dict__
+        fields.update(template)
+        fields["msg"], fields["args"] = message, ()
+        fields["levelno"], fields["levelname"] = level, logging.getLevelName(level)
+        fields["created"], _, fields["msecs"], fields["relativeCreated"] = _times()
+        fields["thread"], fields["threadName"] = _thread()
+        if _TASK_NAME:
+            fields["taskName"] = _task_name()
+        return record
+
+
+# The fields of a format that the access log fills in without a LogRecord: those a record takes
+# from the process (the template) and those worked out per line.
+_TEMPLATE_FIELDS = frozenset({"name", "pathname", "filename", "module", "lineno", "funcName", "process", "processName"})
+_LINE_FIELDS = frozenset(
+    {"message", "msg", "asctime", "levelname", "levelno", "created", "msecs", "relativeCreated", "thread", "threadName"}
+    | ({"taskName"} if _TASK_NAME else set())
+)
+_CONVERSION = re.compile(r"%%|%\((\w+)\)([#0+ -]*[0-9]*(?:\.[0-9]+)?[diouxXeEfFgGcrsa])")
+
+
+def _positional(style: logging.PercentStyle) -> tuple[str, tuple[str, ...]] | None:
+    """A plain %-style format as a format for a tuple and the names of the tuple's fields, when
+    the access log can fill in each of them; else None."""
+    fmt = style._fmt
+    if type(style) is not logging.PercentStyle or getattr(style, "_defaults", None) or "%" in _CONVERSION.sub("", fmt):
+        return None
+    names = tuple(match[0] for match in _CONVERSION.findall(fmt) if match[0])
+    if not set(names) <= _TEMPLATE_FIELDS | _LINE_FIELDS:
+        return None
+    return _CONVERSION.sub(lambda match: "%" + match[2] if match[1] else "%%", fmt), names
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """What takes the values of ``names`` from a dict, as a tuple (``itemgetter`` of one name
+    gives the bare value)."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    if names:
+        only = names[0]
+        return lambda values: (values[only],)
+    return lambda values: ()
+
+
 class _Formatter(logging.Formatter):
-    """The configured format, with the time stamp worked out once a second instead of once a line."""
+    """The configured format, with the time stamp worked out once a second instead of once a line.
+
+    ``line()`` formats the access log's line as ``format()`` would format its record, without
+    the record, for the plain %-style formats whose fields are all known (``direct``)."""
 
     _stamp: tuple[int, Any, str] = (-1, None, "")
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None, style: Any = "%") -> None:
+        super().__init__(fmt, datefmt, style)
+        found = None if datefmt else _positional(self._style)
+        fmt, names = found or ("", ())
+        #: The fields the format uses, when ``line()`` can fill them in, else None.
+        self.direct = None if found is None else frozenset(names)
+        self._positional = fmt
+        self._pick = _picker(names)
+        fields = frozenset(names)
+        self._from_template = tuple(sorted(fields & _TEMPLATE_FIELDS))
+        self._time = bool(fields & {"asctime", "created", "msecs", "relativeCreated"})
+        self._relative = "relativeCreated" in fields
+        self._times = bool(fields & {"created", "msecs", "relativeCreated"})
+        self._last: tuple[Any, str] = ((), "")  # (second, msecs, converter, msec format), asctime
+        self._asctime, self._thread, self._task = (
+            "asctime" in fields,
+            bool(fields & {"thread", "threadName"}),
+            "taskName" in fields,
+        )
+        self._template: dict[str, Any] | None = None
+        self._static: dict[str, Any] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         plain = type(self._style) is logging.PercentStyle
@@ -184,43 +285,98 @@ class _Formatter(logging.Formatter):
             fields["asctime"] = self.formatTime(record, self.datefmt)
         return self.formatMessage(record)
 
+    def line(self, level: int, message: str, records: _Records) -> str:
+        """What ``format()`` makes of the access log's record (at ``level``, for ``message``, as
+        ``records`` would make it), the fields worked out as the record's."""
+        levelname = logging._levelToName.get(level) or logging.getLevelName(level)
+        values = {"message": message, "msg": message, "levelno": level, "levelname": levelname}
+        if self._from_template:
+            template = records.template()
+            if template is not self._template:  # the first line, or in a new process
+                self._static = {name: template[name] for name in self._from_template}  # type: ignore[index]
+                self._template = template
+            values.update(self._static)
+        if self._time:
+            created: float
+            second: float
+            if _NS_CLOCK or (created := time.time()) < 0:
+                created, second, msecs, relative = _times()
+            else:  # _times(), inline (it was a third of the line's cost); for times >= 0 floor is int()
+                second = created // 1
+                msecs = (created - second) * 1000 // 1
+                relative = (created - logging._startTime) * 1000 if self._relative else 0.0  # type: ignore[attr-defined]
+            if self._times:
+                values["created"], values["msecs"], values["relativeCreated"] = created, msecs, relative
+            if self._asctime:  # stamp(), inline, and the text kept for the rest of the millisecond
+                converter, msec_format = self.converter, self.default_msec_format
+                key, last = (second, msecs, converter, msec_format), self._last  # read once: threads
+                if key == last[0]:
+                    values["asctime"] = last[1]
+                else:
+                    stamped, stamp_converter, text = self._stamp
+                    if stamped != second or stamp_converter is not converter:
+                        text = self._restamp(created)
+                    values["asctime"] = asctime = msec_format % (text, msecs) if msec_format else text
+                    self._last = (key, asctime)
+        if self._thread:
+            values["thread"], values["threadName"] = _thread()
+        if self._task:
+            values["taskName"] = _task_name()
+        return self._positional % self._pick(values)
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt:
             return super().formatTime(record, datefmt)
+        return self.stamp(record.created, record.msecs)
+
+    def stamp(self, created: float, msecs: float) -> str:
+        """``formatTime()`` without a date format, the text up to the second worked out once a second."""
         second, converter, text = self._stamp
-        if second != int(record.created) or converter is not self.converter:
-            converter = self.converter
-            text = time.strftime(self.default_time_format, converter(record.created))
-            self._stamp = (int(record.created), converter, text)
-        return self.default_msec_format % (text, record.msecs) if self.default_msec_format else text
+        if second != int(created) or converter is not self.converter:
+            text = self._restamp(created)
+        return self.default_msec_format % (text, msecs) if self.default_msec_format else text
+
+    def _restamp(self, created: float) -> str:
+        converter = self.converter
+        text = time.strftime(self.default_time_format, converter(created))
+        self._stamp = (int(created), converter, text)
+        return text
+
+
+# -- the file ---------------------------------------------------------------------------------------
 
 
 class _FileHandler(logging.handlers.RotatingFileHandler):
-    """The rotating file handler, minus most of its per-line cost: a record is formatted once (not
-    once to size the file and again to write it), and the file's size is kept count of instead
-    of asking the system twice a line (two ``stat``, a seek and a tell). The count is checked
-    against the file (one ``fstat``) whenever it nears ``maxBytes``, and every ``_RECOUNT`` lines
-    for what other processes append, so a rollover happens at the real size."""
+    """The rotating file handler, minus most of its per-line cost: a line is formatted once (not
+    once to size the file and again to write it) and, in a stateless encoding, written to the
+    file descriptor in one system call (not through the text and the buffered stream, each
+    flushed); and the file's size is kept count of instead of asking the system twice a line
+    (two ``stat``, a seek and a tell). The count is checked against the file (one ``fstat``)
+    whenever it nears ``maxBytes``, and every ``_RECOUNT`` lines for what other processes
+    append, so a rollover happens at the real size."""
 
-    _last: tuple[logging.LogRecord | None, str] = (None, "")
     _size = -1  # the file's size as counted, or -1: ask the file
     _uncounted = 0
+    _raw: Any = None  # the stream whose file descriptor ``put`` writes to (see _open)
+    _fd = -1
 
-    def format(self, record: logging.LogRecord) -> str:
-        last, text = self._last
-        if last is record:
-            return text
-        text = super().format(record)
-        self._last = (record, text)
-        return text
+    def _open(self) -> Any:
+        stream = super()._open()
+        raw = os.linesep == "\n" and "a" in self.mode and _stateless(self.encoding)
+        self._raw, self._fd = (stream, stream.fileno()) if raw else (None, -1)
+        self._encoding, self._errors = self.encoding or "utf-8", self.errors or "strict"
+        return stream
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
+        return self._rolls(len(self.format(record)) + 1)
+
+    def _rolls(self, length: int) -> bool:
+        """Whether a line of ``length`` characters (as the stdlib counts) takes a rollover first."""
         if self.stream is None:  # opened lazily
             self.stream = self._open()
             self._size = -1
         if self.maxBytes <= 0:
             return False
-        length = len(self.format(record)) + 1  # in characters, as the stdlib counts
         self._uncounted += 1
         if self._size < 0 or self._size + length >= self.maxBytes or self._uncounted >= _RECOUNT:
             found = os.fstat(self.stream.fileno())
@@ -236,26 +392,48 @@ class _FileHandler(logging.handlers.RotatingFileHandler):
         super().doRollover()
         self._size = -1
 
+    def put(self, text: str) -> None:
+        """Write one formatted line, rolling over first when it would not fit (the lock held):
+        ``RotatingFileHandler.emit``, ``FileHandler.emit`` and ``StreamHandler.emit`` in one."""
+        length, size = len(text) + 1, self._size
+        if size >= 0 and size + length < self.maxBytes and self._uncounted < _RECOUNT - 1 and self.stream is not None:
+            self._size, self._uncounted = size + length, self._uncounted + 1  # what _rolls() would do
+        elif self._rolls(length):
+            self.doRollover()
+        stream = self.stream
+        if stream is None and (self.mode != "w" or not self._closed):  # type: ignore[attr-defined]
+            self.stream = stream = self._open()
+        if stream is not None and stream is self._raw:  # the bytes the stream would write, in one call
+            data = (text + self.terminator).encode(self._encoding, self._errors)
+            done = os.write(self._fd, data)
+            while done < len(data):  # a short write (a full disk, a signal): the rest, or the error
+                more = os.write(self._fd, data[done:])
+                if not more:
+                    raise OSError(f"could not write to {self.baseFilename!r}")
+                done += more
+        elif stream:
+            stream.write(text + self.terminator)
+            stream.flush()
+
     def emit(self, record: logging.LogRecord) -> None:
-        # RotatingFileHandler.emit, FileHandler.emit and StreamHandler.emit in one, the lock held
         try:
-            if self.shouldRollover(record):
-                self.doRollover()
-            if self.stream is None and (self.mode != "w" or not self._closed):  # type: ignore[attr-defined]
-                self.stream = self._open()
-            stream = self.stream
-            if stream:
-                stream.write(self.format(record) + self.terminator)
-                stream.flush()
+            self.put(self.format(record))
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
 
     def close(self) -> None:
-        self._last = (None, "")
         self._size = -1
+        self._raw = None
         super().close()
+
+
+def _stateless(encoding: str | None) -> bool:
+    try:
+        return codecs.lookup(encoding or "").name in _STATELESS
+    except LookupError:  # "locale", or unknown
+        return False
 
 
 class _OnlyApp(logging.Filter):
@@ -284,7 +462,8 @@ class AccessLog:
             )
         except OSError as exc:
             raise ConfigError(f"cannot open {filename!r}: {exc.strerror or exc}", keys.ACCESS_LOG, value) from None
-        self.file_handler.setFormatter(_Formatter(options["formatter"]))
+        self._formatter = _Formatter(options["formatter"])
+        self.file_handler.setFormatter(self._formatter)
         self.filename = filename
         self.owner = object()  # identity of this app's records
         self.listener: logging.handlers.QueueListener | None = None
@@ -293,7 +472,8 @@ class AccessLog:
             records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
             self.listener = logging.handlers.QueueListener(records, self.file_handler)
             handler = logging.handlers.QueueHandler(records)
-        handler.addFilter(_OnlyApp(self.owner))
+        self._only = _OnlyApp(self.owner)
+        handler.addFilter(self._only)
         self.handler = handler
         self._records = _Records({"flask_allow_owner": self.owner})
         #: The ``ACCESS_LOG`` value this was built from (a reload with the same keeps it).
@@ -363,6 +543,8 @@ class AccessLog:
         self.file_handler.close()
 
     def write(self, decision: Decision) -> None:
+        """Log the decision's line: written directly when only this app's file would see the
+        record, else as a LogRecord through the ``flask.allow`` logger."""
         if decision.error is None and decision.rule is None and not decision.exempt and not self.no_rules:
             level = logging.WARNING  # no rule matched: the default decided
         elif decision.allowed:
@@ -370,7 +552,84 @@ class AccessLog:
         else:
             level = logging.ERROR
         if logger.isEnabledFor(level):  # as logger.log does, minus looking up the caller's frame
-            logger.handle(self._records.make(level, format_line(decision)))
+            message = format_line(decision)
+            if not self._write_directly(level, message):
+                logger.handle(self._records.make(level, message))
+
+    def _write_directly(self, level: int, message: str) -> bool:
+        """Write the line as the file handler would write the record, without making the record,
+        when the record would reach that handler and no one else; else return False.
+
+        Making the record, the logger's and the handler's calls and the formatter cost more than
+        the rest of a line together. Whoever else could see the record (a handler on
+        ``flask.allow`` or on a logger it propagates to, a filter, a record factory, a patched
+        ``Logger.callHandlers``) gets it as before: that is checked on every line.
+        """
+        handler, formatter = self.file_handler, self._formatter
+        lock = handler.lock
+        if (
+            formatter.direct is None
+            or handler is not self.handler
+            or lock is None
+            or level < handler.level
+            or logging.getLogRecordFactory() is not logging.LogRecord  # someone else's sees every record
+            or not self._alone(handler)
+        ):
+            return False
+        try:
+            text = formatter.line(level, message, self._records)
+            with lock:
+                handler.put(text)  # type: ignore[attr-defined]
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(self._records.make(level, message))
+        return True
+
+    def _alone(self, handler: logging.Handler) -> bool:
+        """Whether the ``flask.allow`` logger would hand this app's record to ``handler`` alone,
+        with the filter and formatter it was given at start."""
+        filters = handler.filters
+        if (
+            logger.disabled
+            or logger.filters
+            or len(filters) != 1
+            or filters[0] is not self._only
+            or handler.formatter is not self._formatter
+            or not _PLAIN_LOGGER
+            or logging.Logger.callHandlers is not _CALL_HANDLERS  # Sentry, for one, patches it to see every record
+            or logging.Logger.handle is not _HANDLE
+            or "callHandlers" in logger.__dict__
+            or "handle" in logger.__dict__
+        ):
+            return False
+        ours = False
+        for other in logger.handlers:
+            if other is handler:
+                ours = True
+            elif type(other) is not logging.NullHandler:
+                first = other.filters[0] if other.filters else None
+                if not isinstance(first, _OnlyApp) or first.owner is self.owner:  # another app's drops ours
+                    return False
+        if not ours:
+            return False
+        found = logger
+        while found.propagate and found.parent is not None:  # as Logger.callHandlers walks up
+            found = found.parent
+            if found.handlers:
+                return False
+        return True
+
+
+def _standard(name: str) -> Any:
+    """``logging.Logger.<name>`` when it is the standard library's own, else None."""
+    function = getattr(logging.Logger, name)
+    standard = getattr(function, "__module__", None) == "logging" and function.__qualname__ == f"Logger.{name}"
+    return function if standard else None
+
+
+_HANDLE, _CALL_HANDLERS = _standard("handle"), _standard("callHandlers")
+_PLAIN_LOGGER = type(logger) is logging.Logger  # not a subclass (``logging.setLoggerClass``)
 
 
 def _stop_at_exit(ref: weakref.ref[AccessLog]) -> None:

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,31 @@ from flask_allow import FlaskAllow
 
 ACCESS_LOGGER = logging.getLogger("flask.allow")
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+
+
+@pytest.fixture(autouse=True, params=["direct", "records"])
+def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test here runs on both ways a line is written: directly, when no one but the app's
+    handler would see the record, and as a record through the logger, when a handler on the root
+    logger listens (see tests/test_accesslog_fast_path.py)."""
+    if request.param == "direct":
+        monkeypatch.setattr(ACCESS_LOGGER, "propagate", False)
+        # pytest (9.2+) gives its log capture handler to every logger that does not propagate,
+        # for the time a test runs: keep it off this one, or no line would be written directly
+        add = ACCESS_LOGGER.addHandler
+
+        def add_but_pytests(handler: logging.Handler) -> None:
+            if type(handler).__module__ != "_pytest.logging":
+                add(handler)
+
+        ACCESS_LOGGER.addHandler = add_but_pytests  # type: ignore[method-assign]
+        yield request.param
+        del ACCESS_LOGGER.addHandler
+        return
+    listener = logging.NullHandler()
+    logging.getLogger().addHandler(listener)
+    yield request.param
+    logging.getLogger().removeHandler(listener)
 
 
 def test_levels_and_the_2_0_default_format(make_app: MakeApp, tmp_path: Path) -> None:
@@ -49,7 +75,10 @@ def test_levels_and_the_2_0_default_format(make_app: MakeApp, tmp_path: Path) ->
     ), written[2]
 
 
-def test_levels_through_the_logger(make_app: MakeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_levels_through_the_logger(
+    make_app: MakeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ACCESS_LOGGER, "propagate", True)  # to pytest's handler on the root logger
     app = make_app(
         {"ADDRESS_RESTRICTION": [{"ALLOW": "127.0.0.1"}, {"DENY": "10.0.0.0/8"}], "ACCESS_LOG": str(tmp_path / "a.log")}
     )
