@@ -15,7 +15,6 @@ import logging
 import logging.handlers
 import operator
 import os
-import queue
 import re
 import stat
 import sys
@@ -30,6 +29,7 @@ from flask import Flask
 from . import config as keys
 from .decision import Decision
 from .errors import ConfigError
+from .logqueue import LineQueue
 
 logger = logging.getLogger(keys.ACCESS_LOGGER_NAME)
 logger.addHandler(logging.NullHandler())
@@ -400,11 +400,38 @@ class _FileHandler(logging.handlers.RotatingFileHandler):
             self._size, self._uncounted = size + length, self._uncounted + 1  # what _rolls() would do
         elif self._rolls(length):
             self.doRollover()
+        self._send(text + self.terminator)
+
+    def put_many(self, texts: list[str]) -> None:
+        """``put`` each line (the lock held), writing consecutive ones in one call.
+
+        Before the file's size is read again (every ``_RECOUNT`` lines, near ``maxBytes``), the
+        lines gathered are written, so that the size read is the real one.
+        """
+        chunk: list[str] = []
+        terminator = self.terminator
+        for text in texts:
+            length, size = len(text) + 1, self._size
+            counted = size >= 0 and size + length < self.maxBytes and self._uncounted < _RECOUNT - 1
+            if counted and self.stream is not None:
+                self._size, self._uncounted = size + length, self._uncounted + 1
+            else:
+                if chunk:
+                    self._send(terminator.join(chunk) + terminator)
+                    chunk = []
+                if self._rolls(length):
+                    self.doRollover()
+            chunk.append(text)
+        if chunk:
+            self._send(terminator.join(chunk) + terminator)
+
+    def _send(self, text: str) -> None:
+        """Write formatted lines, terminators included, and flush them."""
         stream = self.stream
         if stream is None and (self.mode != "w" or not self._closed):  # type: ignore[attr-defined]
             self.stream = stream = self._open()
         if stream is not None and stream is self._raw:  # the bytes the stream would write, in one call
-            data = (text + self.terminator).encode(self._encoding, self._errors)
+            data = text.encode(self._encoding, self._errors)
             done = os.write(self._fd, data)
             while done < len(data):  # a short write (a full disk, a signal): the rest, or the error
                 more = os.write(self._fd, data[done:])
@@ -412,7 +439,7 @@ class _FileHandler(logging.handlers.RotatingFileHandler):
                     raise OSError(f"could not write to {self.baseFilename!r}")
                 done += more
         elif stream:
-            stream.write(text + self.terminator)
+            stream.write(text)
             stream.flush()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -434,6 +461,17 @@ def _stateless(encoding: str | None) -> bool:
         return codecs.lookup(encoding or "").name in _STATELESS
     except LookupError:  # "locale", or unknown
         return False
+
+
+class _Queued(logging.Handler):
+    """The handler on ``flask.allow`` with ``"queue": true``: hands records to the writer thread."""
+
+    def __init__(self, queue: LineQueue) -> None:
+        super().__init__()
+        self.queue = queue
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.queue.put(record)
 
 
 class _OnlyApp(logging.Filter):
@@ -466,12 +504,12 @@ class AccessLog:
         self.file_handler.setFormatter(self._formatter)
         self.filename = filename
         self.owner = object()  # identity of this app's records
-        self.listener: logging.handlers.QueueListener | None = None
+        #: With ``"queue": true``, the thread that writes the lines (see ``flask_allow.logqueue``).
+        self.queue: LineQueue | None = None
         handler: logging.Handler = self.file_handler
         if options["queue"]:
-            records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-            self.listener = logging.handlers.QueueListener(records, self.file_handler)
-            handler = logging.handlers.QueueHandler(records)
+            self.queue = LineQueue(self.file_handler)
+            handler = _Queued(self.queue)
         self._only = _OnlyApp(self.owner)
         handler.addFilter(self._only)
         self.handler = handler
@@ -531,15 +569,15 @@ class AccessLog:
             logger.setLevel(logging.INFO)
         if self.handler not in logger.handlers:
             logger.addHandler(self.handler)
-        if self.listener is not None:
-            self.listener.start()
+        if self.queue is not None:
+            self.queue.start()
             atexit.register(_stop_at_exit, weakref.ref(self))
 
     def stop(self) -> None:
         """Detach and close the handler, writing out what a queue still holds."""
         logger.removeHandler(self.handler)
-        if self.listener is not None and self.listener._thread is not None:
-            self.listener.stop()
+        if self.queue is not None:
+            self.queue.stop()
         self.file_handler.close()
 
     def write(self, decision: Decision) -> None:
@@ -565,19 +603,23 @@ class AccessLog:
         ``flask.allow`` or on a logger it propagates to, a filter, a record factory, a patched
         ``Logger.callHandlers``) gets it as before: that is checked on every line.
         """
-        handler, formatter = self.file_handler, self._formatter
+        handler, formatter, queued = self.file_handler, self._formatter, self.queue
         lock = handler.lock
         if (
             formatter.direct is None
-            or handler is not self.handler
+            or (handler is not self.handler and queued is None)
             or lock is None
+            or level < self.handler.level
             or level < handler.level
             or logging.getLogRecordFactory() is not logging.LogRecord  # someone else's sees every record
-            or not self._alone(handler)
+            or not self._alone(self.handler)
         ):
             return False
         try:
             text = formatter.line(level, message, self._records)
+            if queued is not None:
+                queued.put(text)
+                return True
             with lock:
                 handler.put(text)  # type: ignore[attr-defined]
         except RecursionError:
@@ -595,7 +637,8 @@ class AccessLog:
             or logger.filters
             or len(filters) != 1
             or filters[0] is not self._only
-            or handler.formatter is not self._formatter
+            or self.file_handler.formatter is not self._formatter
+            or (handler is not self.file_handler and (self.file_handler.filters or self.queue is None))
             or not _PLAIN_LOGGER
             or logging.Logger.callHandlers is not _CALL_HANDLERS  # Sentry, for one, patches it to see every record
             or logging.Logger.handle is not _HANDLE
@@ -634,5 +677,5 @@ _PLAIN_LOGGER = type(logger) is logging.Logger  # not a subclass (``logging.setL
 
 def _stop_at_exit(ref: weakref.ref[AccessLog]) -> None:
     log = ref()
-    if log is not None and log.listener is not None and log.listener._thread is not None:
-        log.listener.stop()
+    if log is not None and log.queue is not None:
+        log.queue.stop()

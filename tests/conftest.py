@@ -14,6 +14,7 @@ from dns_server import DNSServer
 from flask import Flask
 
 from flask_allow import FlaskAllow
+from flask_allow.config import ACCESS_LOGGER_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Published blocklists kept next to the repository (see its SOURCES.md).
@@ -132,3 +133,24 @@ def dns() -> Iterator[DNSServer]:
     """A real DNS server on 127.0.0.1, with zone data the test sets."""
     with DNSServer() as server:
         yield server
+
+
+@pytest.fixture
+def access_log_alone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No handler but the apps' own on ``flask.allow`` or above it, so lines are written directly.
+
+    pytest's log capture listens on the root logger, which ``flask.allow`` propagates to; and
+    pytest (9.2+) gives its capture handler to every logger that does not propagate, for the
+    time a test runs: it is kept off this one too.
+    """
+    logger = logging.getLogger(ACCESS_LOGGER_NAME)
+    monkeypatch.setattr(logger, "propagate", False)
+    add = logger.addHandler
+
+    def add_but_pytests(handler: logging.Handler) -> None:
+        if type(handler).__module__ != "_pytest.logging":
+            add(handler)
+
+    logger.addHandler = add_but_pytests  # type: ignore[method-assign]
+    yield
+    del logger.addHandler

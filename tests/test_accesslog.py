@@ -26,18 +26,8 @@ def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     handler would see the record, and as a record through the logger, when a handler on the root
     logger listens (see tests/test_accesslog_fast_path.py)."""
     if request.param == "direct":
-        monkeypatch.setattr(ACCESS_LOGGER, "propagate", False)
-        # pytest (9.2+) gives its log capture handler to every logger that does not propagate,
-        # for the time a test runs: keep it off this one, or no line would be written directly
-        add = ACCESS_LOGGER.addHandler
-
-        def add_but_pytests(handler: logging.Handler) -> None:
-            if type(handler).__module__ != "_pytest.logging":
-                add(handler)
-
-        ACCESS_LOGGER.addHandler = add_but_pytests  # type: ignore[method-assign]
+        request.getfixturevalue("access_log_alone")
         yield request.param
-        del ACCESS_LOGGER.addHandler
         return
     listener = logging.NullHandler()
     logging.getLogger().addHandler(listener)
@@ -286,7 +276,7 @@ def test_queue_loses_no_line_when_the_state_is_closed(make_app: MakeApp, tmp_pat
         {"ADDRESS_RESTRICTION": [{"DENY": "10.0.0.0/8"}], "ACCESS_LOG": {"filename": str(log), "queue": True}}
     )
     state = app.extensions["flask_allow"]
-    assert state.access_log.listener is not None
+    assert state.access_log.queue is not None and state.access_log.queue.running
     for i in range(300):
         status(app, f"10.0.{i // 256}.{i % 256}")
     state.close()
