@@ -16,6 +16,10 @@
 #include <string.h>
 
 #ifdef _WIN32
+#if !defined(_WIN32_WINNT) || _WIN32_WINNT < 0x0600
+#undef _WIN32_WINNT
+#define _WIN32_WINNT 0x0600 /* inet_pton: Windows Vista on */
+#endif
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #else
@@ -39,6 +43,8 @@ typedef struct {
     PyObject *rules;  /* tuple: label -> the rule (or None for label 0, no match) */
     PyObject *other;  /* callable(address) for what is not parsed here */
     PyObject *weakrefs;
+    int started;       /* __init__ was called: it runs once (and cannot be re-entered) */
+    int ready;         /* __init__ succeeded */
     Py_buffer arrays[N_ARRAYS];
     int held[N_ARRAYS];  /* which buffers were taken (released in dealloc) */
     Py_ssize_t length[N_ARRAYS];
@@ -119,7 +125,7 @@ static PyObject *lookup_v4(Index *self, uint32_t value) {
         /* A /16 of a large list holds a few dozen boundaries, all with the address's high 16 bits:
            their low halves, 2 bytes each, lie in a cache line or two, fetched at once. */
 #if defined(__GNUC__) || defined(__clang__)
-        if (hi - lo <= PREFETCH_MAX) {
+        if (hi > lo && hi - lo <= PREFETCH_MAX) {
             __builtin_prefetch(self->low16 + lo);
             __builtin_prefetch(self->low16 + hi - 1);
         }
@@ -163,12 +169,19 @@ static PyObject *lookup_v6(Index *self, const unsigned char *packed) {
 static const unsigned char mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 static PyObject *Index_lookup(Index *self, PyObject *address) {
-    if (PyUnicode_Check(address)) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_Check(address) && PyUnicode_READY(address) < 0) {
+        return NULL;
+    }
+#endif
+    /* An address is ASCII and at most 45 characters; anything else goes to the fallback. */
+    if (PyUnicode_Check(address) && PyUnicode_IS_ASCII(address) && PyUnicode_GET_LENGTH(address) < 64) {
         Py_ssize_t size;
-        const char *text = PyUnicode_AsUTF8AndSize(address, &size);
+        const char *text = PyUnicode_AsUTF8AndSize(address, &size); /* an ASCII string's own data */
         if (text == NULL) {
-            PyErr_Clear(); /* not encodable (lone surrogates): the fallback says what it is */
-        } else if ((size_t)size == strlen(text) && size < 64) {
+            return NULL;
+        }
+        if ((size_t)size == strlen(text)) { /* no NUL inside (inet_pton would stop there) */
             unsigned char packed[16];
             if (inet_pton(AF_INET, text, packed) == 1) {
                 return lookup_v4(self, ((uint32_t)packed[0] << 24) | ((uint32_t)packed[1] << 16) |
@@ -195,6 +208,10 @@ static int take(Index *self, int which, PyObject *source, int optional) {
     }
     self->held[which] = 1;
     Py_buffer *view = &self->arrays[which];
+    if (view->len > 0 && view->itemsize > 0 && (uintptr_t)view->buf % (uintptr_t)view->itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "%s: the buffer is not aligned for its items", array_names[which]);
+        return -1;
+    }
     const char *format = view->format ? view->format : "B";
     if (format[0] == '@' || format[0] == '=') {
         format++;
@@ -220,12 +237,11 @@ static int Index_init(Index *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"rules",    "other",  "v4_starts", "v4_labels", "v4_direct", "v4_radix",
                                "v6_high", "v6_low", "v6_labels", "v4_pair",   NULL};
     PyObject *rules, *other, *sources[N_ARRAYS], *pair = Py_None;
-    for (int which = 0; which < N_ARRAYS; which++) {
-        if (self->held[which] || self->rules != NULL || self->low16 != NULL) {
-            PyErr_SetString(PyExc_TypeError, "an Index is made once");
-            return -1;
-        }
+    if (self->started) { /* a second call, or one from inside the first (an argument's __index__) */
+        PyErr_SetString(PyExc_TypeError, "an Index is made once");
+        return -1;
     }
+    self->started = 1;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOOOOOOO|O:Index", keywords, &PyTuple_Type, &rules, &other,
                                      &sources[V4_STARTS], &sources[V4_LABELS], &sources[V4_DIRECT],
                                      &sources[V4_RADIX], &sources[V6_HIGH], &sources[V6_LOW], &sources[V6_LABELS],
@@ -284,18 +300,33 @@ static int Index_init(Index *self, PyObject *args, PyObject *kwargs) {
     self->rules = rules;
     Py_INCREF(other);
     self->other = other;
+    self->ready = 1;
     return 0;
 }
 
 static int Index_traverse(Index *self, visitproc visit, void *arg) {
     Py_VISIT(self->rules);
     Py_VISIT(self->other);
+    for (int which = 0; which < N_ARRAYS; which++) {
+        if (self->held[which]) {
+            Py_VISIT(self->arrays[which].obj);
+        }
+    }
     return 0;
 }
 
 static int Index_clear(Index *self) {
+    self->ready = 0;
     Py_CLEAR(self->rules);
     Py_CLEAR(self->other);
+    for (int which = 0; which < N_ARRAYS; which++) {
+        if (self->held[which]) {
+            PyBuffer_Release(&self->arrays[which]);
+            self->held[which] = 0;
+        }
+    }
+    PyMem_Free(self->low16);
+    self->low16 = NULL;
     return 0;
 }
 
@@ -305,19 +336,11 @@ static void Index_dealloc(Index *self) {
         PyObject_ClearWeakRefs((PyObject *)self);
     }
     Index_clear(self);
-    for (int which = 0; which < N_ARRAYS; which++) {
-        if (self->held[which]) {
-            PyBuffer_Release(&self->arrays[which]);
-            self->held[which] = 0;
-        }
-    }
-    PyMem_Free(self->low16);
-    self->low16 = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *Index_call_lookup(Index *self, PyObject *address) {
-    if (self->rules == NULL) {
+    if (!self->ready) {
         PyErr_SetString(PyExc_RuntimeError, "Index was not initialised");
         return NULL;
     }
@@ -336,8 +359,10 @@ static PyTypeObject IndexType = {
     .tp_basicsize = sizeof(Index),
     .tp_dealloc = (destructor)Index_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Index(rules, other, v4_starts, v4_labels, v4_direct, v4_radix, v6_high, v6_low, v6_labels)\n\n"
-              "A StaticIndex's arrays (held, so they cannot change) searched in C.",
+    .tp_doc = "Index(rules, other, v4_starts, v4_labels, v4_direct, v4_radix, v6_high, v6_low, v6_labels,"
+              " v4_pair=None)\n\n"
+              "A StaticIndex's arrays searched in C. They are held (they cannot be resized) and must not be\n"
+              "changed in place: the low halves of v4_starts are copied when the Index is made.",
     .tp_traverse = (traverseproc)Index_traverse,
     .tp_weaklistoffset = offsetof(Index, weakrefs),
     .tp_clear = (inquiry)Index_clear,

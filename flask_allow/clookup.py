@@ -30,7 +30,9 @@ def c_lookup(index: Any, rules: tuple[Any, ...], other: Callable[[str], Any]) ->
 
     ``other(address)`` answers for what the C code does not parse itself: text that is not a
     plain IPv4 or IPv6 address (an IPv6 zone, garbage) and anything that is not a ``str``.
-    The index's arrays are held (exported buffers), so they cannot change under it.
+    The index's arrays are held (exported buffers), so they cannot be resized under it; nothing
+    changes them in place (a ``StaticIndex`` is never modified once built), which the C search
+    relies on: it copies the low halves of the IPv4 boundaries when it is made.
     """
     if not available():
         return None

@@ -313,3 +313,24 @@ def test_an_install_with_a_compiler_builds_the_c_search(c_search: None, tmp_path
     target = install(tmp_path, "compiled")
     assert list((target / "flask_allow").glob("_lookup*.so")) or list((target / "flask_allow").glob("_lookup*.pyd"))
     assert search_of(target) == "C True None"
+
+
+def test_an_index_is_made_once_even_from_inside_its_making(c_search: None) -> None:
+    """An argument's ``__index__`` that calls ``__init__`` again is refused (it once left the
+    search reading past a buffer); so are misaligned buffers."""
+    Index = clookup_module._lookup.Index
+    made = Index.__new__(Index)
+
+    class Sneaky:
+        def __index__(self) -> int:
+            made.__init__((None, "rule"), str, **index_arrays())
+            return 0
+
+    with pytest.raises(TypeError, match="made once"):
+        made.__init__((None, "rule"), str, **index_arrays(), v4_pair=(Sneaky(), 1))
+    with pytest.raises(RuntimeError, match="not initialised"):
+        made.lookup("0.0.0.1")
+    raw = bytearray(4 * 4)
+    misaligned = memoryview(raw)[1:13].cast("I")
+    with pytest.raises(TypeError, match="aligned"):
+        Index((None, "rule"), str, **index_arrays(v4_starts=misaligned))
