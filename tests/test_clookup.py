@@ -334,3 +334,24 @@ def test_an_index_is_made_once_even_from_inside_its_making(c_search: None) -> No
     misaligned = memoryview(raw)[1:13].cast("I")
     with pytest.raises(TypeError, match="aligned"):
         Index((None, "rule"), str, **index_arrays(v4_starts=misaligned))
+
+
+def test_a_crowded_slash_8_takes_the_full_radix_table(c_search: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C search keeps the /16 table's offsets in 16 bits per group of 256 /16s when they fit;
+    more than 65,535 boundaries in one /8 do not, and the full table is searched instead."""
+    crowded = tuple(f"10.{n // 256 % 256}.{n % 256}.{n // 65536 * 2 + 1}" for n in range(34_000))
+    spread = tuple(f"{20 + n % 200}.{n % 251}.{n % 256}.0/24" for n in range(3_000))
+    python = {}
+    for name, networks in (("crowded", crowded), ("spread", spread)):
+        monkeypatch.setenv(ENVIRON_KEY, "1")
+        python[name] = engine_of(networks, ("0.0.0.0/0",))
+        monkeypatch.delenv(ENVIRON_KEY)
+        engine = engine_of(networks, ("0.0.0.0/0",))
+        assert engine.searched_in == "C" and engine._index.v4_direct is not None
+        starts = list(engine._index.v4_starts)
+        probes = [
+            f"{v >> 24}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}" for s in starts[::7] for v in (s - 1, s) if v >= 0
+        ]
+        for address in probes:
+            expected = python[name].lookup(address)
+            assert engine.lookup(address).index == expected.index, address  # type: ignore[union-attr]
