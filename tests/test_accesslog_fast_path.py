@@ -276,17 +276,19 @@ def test_direct_write_is_the_record_paths_bytes(
 ) -> None:
     count = emits(monkeypatch)
     results = []
-    for way in ("direct", "records"):
+    for way in ("direct", "records", "queued"):  # queued: direct, through the writer thread
+        count[0] = 0
         directory = tmp_path / way
         directory.mkdir()
         log = {"filename": str(directory / "access.log"), "formatter": fmt, "maxBytes": 2500, "backupCount": 99}
+        log["queue"] = way == "queued"
         rules = [{"ALLOW": "127.0.0.1", "DENY": "10.0.0.0/8"}]
         app = make_app({"ADDRESS_RESTRICTION": rules, "ACCESS_LOG": log}, name=way)
         app.extensions["flask_allow"].access_log._records.template()  # made once, from a record: a tick
         Clock(monkeypatch)
         root = logging.getLogger()
         capture = Capture()
-        if way == "direct":
+        if way != "records":
             monkeypatch.setattr(ACCESS_LOGGER, "propagate", False)  # no one but the app's handler
         else:
             root.addHandler(capture)  # someone else listens: the records path, as before
@@ -295,10 +297,11 @@ def test_direct_write_is_the_record_paths_bytes(
         finally:
             root.removeHandler(capture)
             monkeypatch.setattr(ACCESS_LOGGER, "propagate", True)
-        assert count[0] == (0 if way == "direct" else len(REQUESTS))
-        assert len(capture.records) == (0 if way == "direct" else len(REQUESTS))
+            app.extensions["flask_allow"].close()  # the queue written out
+        assert count[0] == (len(REQUESTS) if way == "records" else 0)
+        assert len(capture.records) == (len(REQUESTS) if way == "records" else 0)
         results.append(files_of(directory))
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
     assert len(results[0]) > 3  # rolled over
     written = [line for _, data in results[0] for line in data.decode("utf-8").splitlines()]
     assert len(written) == len(REQUESTS)
