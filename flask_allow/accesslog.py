@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import functools
 import logging
 import logging.handlers
 import operator
@@ -63,15 +64,16 @@ def escape(text: object) -> str:
     return _UNSAFE.sub(_escape_char, text)
 
 
-def format_line(decision: Decision) -> str:
-    """The access log message for a decision."""
+def format_line(decision: Decision, request: Any = None) -> str:
+    """The access log message for a decision (``request``: the client's, when not given)."""
     client = decision.client
     reason = decision.reason
     if not decision.enforced and not decision.exempt and not decision.allowed:
         reason = f"{reason} [report-only: let through]"
     # escaping works character by character, so escaping the parts joined is escaping each part
     address = client.address or "-"
-    request = client.request
+    if request is None:
+        request = client.request
     if request is None:
         line = escape(f"{address} {reason}")
     else:
@@ -152,6 +154,10 @@ def _times() -> tuple[float, int, float, float]:
     created = time.time()
     second = int(created)
     return created, second, int((created - second) * 1000) + 0.0, (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+
+
+#: A line's time and thread, read when it was logged: see ``_Formatter.moment()``.
+Moment = tuple[tuple[float, int, float, float] | None, tuple[int | None, str | None] | None, str | None]
 
 
 def _thread() -> tuple[int | None, str | None]:
@@ -285,9 +291,19 @@ class _Formatter(logging.Formatter):
             fields["asctime"] = self.formatTime(record, self.datefmt)
         return self.formatMessage(record)
 
-    def line(self, level: int, message: str, records: _Records) -> str:
+    def moment(self) -> Moment:
+        """What ``line()`` reads from the clock and the running thread, read now: for a line
+        formatted later, in another thread (``"queue": true``)."""
+        return (
+            _times() if self._time else None,
+            _thread() if self._thread else None,
+            _task_name() if self._task else None,
+        )
+
+    def line(self, level: int, message: str, records: _Records, moment: Moment | None = None) -> str:
         """What ``format()`` makes of the access log's record (at ``level``, for ``message``, as
-        ``records`` would make it), the fields worked out as the record's."""
+        ``records`` would make it), the fields worked out as the record's; as at ``moment`` when
+        given (see ``moment()``), else now."""
         levelname = logging._levelToName.get(level) or logging.getLevelName(level)
         values = {"message": message, "msg": message, "levelno": level, "levelname": levelname}
         if self._from_template:
@@ -299,7 +315,9 @@ class _Formatter(logging.Formatter):
         if self._time:
             created: float
             second: float
-            if _NS_CLOCK or (created := time.time()) < 0:
+            if moment is not None:
+                created, second, msecs, relative = moment[0]  # type: ignore[misc]
+            elif _NS_CLOCK or (created := time.time()) < 0:
                 created, second, msecs, relative = _times()
             else:  # _times(), inline (it was a third of the line's cost); for times >= 0 floor is int()
                 second = created // 1
@@ -319,9 +337,9 @@ class _Formatter(logging.Formatter):
                     values["asctime"] = asctime = msec_format % (text, msecs) if msec_format else text
                     self._last = (key, asctime)
         if self._thread:
-            values["thread"], values["threadName"] = _thread()
+            values["thread"], values["threadName"] = _thread() if moment is None else moment[1]  # type: ignore[misc]
         if self._task:
-            values["taskName"] = _task_name()
+            values["taskName"] = _task_name() if moment is None else moment[2]
         return self._positional % self._pick(values)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
@@ -501,6 +519,7 @@ class AccessLog:
         except OSError as exc:
             raise ConfigError(f"cannot open {filename!r}: {exc.strerror or exc}", keys.ACCESS_LOG, value) from None
         self._formatter = _Formatter(options["formatter"])
+        self._moment = self._formatter.moment
         self.file_handler.setFormatter(self._formatter)
         self.filename = filename
         self.owner = object()  # identity of this app's records
@@ -590,9 +609,20 @@ class AccessLog:
         else:
             level = logging.ERROR
         if logger.isEnabledFor(level):  # as logger.log does, minus looking up the caller's frame
+            queued, rule = self.queue, decision.rule
+            if queued is not None and (rule is None or rule.static) and self._direct(level):
+                # formatted by the writer thread, a batch at a time (warm, not in the request);
+                # what it needs is read now: the request, the clock, the thread
+                queued.put(functools.partial(self._later, level, decision, decision.client.request, self._moment()))
+                return
             message = format_line(decision)
             if not self._write_directly(level, message):
                 logger.handle(self._records.make(level, message))
+
+    def _later(self, level: int, decision: Decision, request: Any, moment: Moment) -> str:
+        """A queued line, formatted in the writer thread as it would have been in the request
+        (the reason of a static rule or the default does not change; a DNS rule's is not queued)."""
+        return self._formatter.line(level, format_line(decision, request), self._records, moment)
 
     def _write_directly(self, level: int, message: str) -> bool:
         """Write the line as the file handler would write the record, without making the record,
@@ -604,17 +634,10 @@ class AccessLog:
         ``Logger.callHandlers``) gets it as before: that is checked on every line.
         """
         handler, formatter, queued = self.file_handler, self._formatter, self.queue
-        lock = handler.lock
-        if (
-            formatter.direct is None
-            or (handler is not self.handler and queued is None)
-            or lock is None
-            or level < self.handler.level
-            or level < handler.level
-            or logging.getLogRecordFactory() is not logging.LogRecord  # someone else's sees every record
-            or not self._alone(self.handler)
-        ):
+        if not self._direct(level):
             return False
+        lock = handler.lock
+        assert lock is not None  # checked by _direct()
         try:
             text = formatter.line(level, message, self._records)
             if queued is not None:
@@ -627,6 +650,19 @@ class AccessLog:
         except Exception:
             handler.handleError(self._records.make(level, message))
         return True
+
+    def _direct(self, level: int) -> bool:
+        """Whether a line at ``level`` may skip the record: it would reach this app's handler alone."""
+        handler = self.file_handler
+        return not (
+            self._formatter.direct is None
+            or (handler is not self.handler and self.queue is None)
+            or handler.lock is None
+            or level < self.handler.level
+            or level < handler.level
+            or logging.getLogRecordFactory() is not logging.LogRecord  # someone else's sees every record
+            or not self._alone(self.handler)
+        )
 
     def _alone(self, handler: logging.Handler) -> bool:
         """Whether the ``flask.allow`` logger would hand this app's record to ``handler`` alone,

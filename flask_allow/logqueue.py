@@ -14,6 +14,7 @@ import os
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 #: Seconds between two writes of the gathered lines.
@@ -23,7 +24,8 @@ _running: weakref.WeakSet[LineQueue] = weakref.WeakSet()
 
 
 class LineQueue:
-    """Lines (``str``) and records (``LogRecord``) for ``handler``, written by a thread.
+    """Lines for ``handler``, written by a thread: each a ``str``, a function that makes the
+    ``str`` (formatted in the thread), or a ``LogRecord``.
 
     ``handler`` is the access log's file handler: ``put_many(lines)`` writes formatted lines in
     one go, rolling over where it must; a record goes through ``handler.handle()``.
@@ -32,13 +34,13 @@ class LineQueue:
     def __init__(self, handler: Any, interval: float | None = None) -> None:
         self.handler = handler
         self.interval = INTERVAL if interval is None else interval
-        self._items: deque[str | logging.LogRecord] = deque()
+        self._items: deque[str | Callable[[], str] | logging.LogRecord] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping = False
 
-    def put(self, item: str | logging.LogRecord) -> None:
-        """Hand over a line or a record (never blocks: ``deque.append`` is atomic)."""
+    def put(self, item: str | Callable[[], str] | logging.LogRecord) -> None:
+        """Hand over a line, a line to make or a record (never blocks: ``deque.append`` is atomic)."""
         self._items.append(item)
 
     def start(self) -> None:
@@ -81,6 +83,12 @@ class LineQueue:
             item = pop()
             if isinstance(item, str):
                 lines.append(item)
+                continue
+            if not isinstance(item, logging.LogRecord):
+                try:
+                    lines.append(item())
+                except Exception:  # as a handler reports a record it cannot format; the rest go on
+                    self.handler.handleError(logging.makeLogRecord({"msg": repr(item), "name": "flask.allow"}))
                 continue
             self._write(lines)
             lines = []

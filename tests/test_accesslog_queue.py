@@ -35,7 +35,7 @@ def test_queued_lines_are_written_in_batches_and_in_order(
     assert queue is not None
     for i in range(50):
         status(app, f"192.0.2.{i}")
-    assert len(queue._items) == 50 and all(isinstance(item, str) for item in queue._items)  # lines, not records
+    assert len(queue._items) == 50 and all(callable(item) for item in queue._items)  # lines to make, no records
     app.extensions["flask_allow"].close()
     assert [line.split(" ")[1] for line in lines(log)] == [f"192.0.2.{i}" for i in range(50)]
 
@@ -100,6 +100,26 @@ def test_a_forked_child_writes_its_own_lines_once(
     assert written == sorted([f"192.0.2.{i}" for i in range(5)] + [f"198.51.100.{i}" for i in range(3)])
 
 
+def test_a_line_made_late_is_made_as_the_request_would_have(make_app: MakeApp, tmp_path: Path) -> None:
+    """A queued line is formatted in the writer thread, from what was read in the request: the
+    request (held until then), the time and the thread's name; a DNS rule's line is made at once."""
+    log = tmp_path / "access.log"
+    fmt = "%(threadName)s %(message)s"
+    app = make_app(
+        {
+            "ADDRESS_RESTRICTION": [{"DENY": "10.0.0.0/8"}],
+            "ACCESS_LOG": {"filename": str(log), "queue": True, "formatter": fmt},
+        }
+    )
+    client = app.test_client()
+    client.get("/some/path?q=1", environ_base={"REMOTE_ADDR": "10.1.1.1", "HTTP_USER_AGENT": "agent/1"})
+    app.extensions["flask_allow"].close()
+    assert lines(log) == [
+        "MainThread 10.1.1.1 denied by ADDRESS_RESTRICTION[0].DENY '10.0.0.0/8' GET "
+        'http://localhost/some/path?q=1 "agent/1"'
+    ]
+
+
 def test_a_failed_write_is_reported_and_the_thread_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     class Failing(logging.Handler):
         written: list[str] = []  # noqa: RUF012
@@ -120,8 +140,10 @@ def test_a_failed_write_is_reported_and_the_thread_goes_on(tmp_path: Path, capsy
     queue.put("first")
     queue.drain()
     queue.put("second")
+    queue.put(lambda: 1 / 0)  # type: ignore[arg-type,return-value]  # a line that cannot be made
+    queue.put(lambda: "fourth")
     queue.put(logging.makeLogRecord({"msg": "third"}))
     queue.stop()
-    assert handler.written == ["second", "record third"]
+    assert handler.written == ["second", "fourth", "record third"]
     assert "disk full" in capsys.readouterr().err and not queue.running
     queue.stop()  # twice is harmless
