@@ -97,3 +97,16 @@ def test_workers_follow_a_changed_record(dns: DNSServer, tmp_path: Path) -> None
             server.kill()
             _, errors = server.communicate()
     assert b"Traceback" not in errors, errors.decode(errors="replace")
+
+
+def test_record_types_are_imported_before_any_fork() -> None:
+    """A refresher thread must never be the one to import a record type's module: a fork during
+    that import leaves the child's import lock held forever (the worker then never resolves)."""
+    code = (
+        "import sys; import flask_allow.dns.resolver\n"
+        "wanted = ['dns.rdtypes.IN.A', 'dns.rdtypes.IN.AAAA', 'dns.rdtypes.ANY.PTR', 'dns.rdtypes.ANY.CNAME',"
+        " 'dns.rdtypes.ANY.SOA', 'dns.rdtypes.ANY.OPT']\n"
+        "missing = [m for m in wanted if m not in sys.modules]\n"
+        "assert not missing, missing\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

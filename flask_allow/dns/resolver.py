@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 import dns.exception
 import dns.name
 import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
@@ -32,6 +35,21 @@ NEGATIVE = "negative"  # the name does not exist, or has no record of the type a
 ERROR = "error"  # no usable answer: timeout, SERVFAIL, REFUSED, no name server
 
 RDTYPE = {4: "A", 6: "AAAA"}
+
+
+def _import_record_types() -> None:
+    """Import, now, the modules dnspython imports on first sight of each record type.
+
+    dnspython imports a type's module the first time an answer holds one. Done by a refresher
+    thread while gunicorn forks its workers (``--preload``), that import's lock is copied into
+    the child held by a thread the child does not have: the child's refresher then waits for
+    it forever, and the worker decides on no answer for good.
+    """
+    for rdtype in ("A", "AAAA", "PTR", "CNAME", "DNAME", "SOA", "NS", "OPT", "TXT", "RRSIG", "NSEC", "NSEC3"):
+        dns.rdata.get_rdata_class(dns.rdataclass.IN, dns.rdatatype.from_text(rdtype))
+
+
+_import_record_types()
 #: Records named in a description, at most.
 SHOWN = 8
 Key = tuple[int, int]
