@@ -387,15 +387,18 @@ class Engine:
 
     def decide(self, client: Client) -> Decision:
         """Decide for ``client``: first matching rule, else the default. Never raises."""
-        if client.key is not None and self._by_label is not None:  # all static: one search, nothing cached
+        if self._by_label is not None:  # all static: one search of the address text, nothing cached
             try:
-                rule = self.lookup(client.address)  # the address text: the C search parses it faster than a key
+                rule = self.lookup(client.address)
+            except ValueError:  # not an IP address: said and denied below
+                pass
             except Exception as exc:  # cannot happen with a consistent index; fail closed if it does
                 self.logger.error("flask_allow: looking up %r failed (request denied)", client.address, exc_info=exc)
                 return Decision(client, None, False, f"the rules could not be searched: {exc}", self.scope)
-            if rule is None:
-                return Decision(client, None, self.default_allow, None, self.scope)
-            return Decision(client, rule, rule.allowed, None, self.scope)
+            else:
+                if rule is None:
+                    return Decision(client, None, self.default_allow, None, self.scope)
+                return Decision(client, rule, rule.allowed, None, self.scope)
         cache = self._cache
         rule = cache.get(client.address, _MISS)
         if rule is _MISS:
