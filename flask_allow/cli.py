@@ -241,7 +241,7 @@ def rules_command() -> None:
     default = "allow" if engine.default_allow else "deny"
     click.echo(f"Default ({keys.ALLOW_DEFAULT}): {default}")
     if engine.rules and engine.static:
-        where = "C" if engine.searched_in == "C" else f"Python ({clookup.describe().partition('(')[2].rstrip(')')})"
+        where = "C" if engine.searched_in == "C" else f"Python ({clookup.why_python()})"
         click.echo(f"Search: every rule is static, one index searched in {where}")
     elif engine.rules:
         cached = f"cached ({keys.ALLOW_CACHE_SIZE} {engine.cache_size})" if engine.cache_size else "not cached"

@@ -51,10 +51,10 @@ def c_lookup(index: Any, rules: tuple[Any, ...], other: Callable[[str], Any]) ->
     return found.lookup
 
 
-def describe() -> str:
-    """One line for ``flask allow plugins``: which lookup the engine uses and why."""
+def why_python() -> str | None:
+    """Why indexes are searched in Python (for ``flask allow rules``), or None: they are not."""
     if _lookup is None:
-        return "lookup: pure Python (the C module flask_allow._lookup was not built)"
+        return "the C module flask_allow._lookup was not built"
     if not available():
-        return f"lookup: pure Python ({ENVIRON_KEY} is set)"
-    return "lookup: C (flask_allow._lookup)"
+        return f"{ENVIRON_KEY} is set"
+    return None
