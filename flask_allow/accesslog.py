@@ -159,51 +159,50 @@ class AccessLog:
             level = logging.INFO
         else:
             level = logging.ERROR
-        if logger.isEnabledFor(level):  # as logger.log does, minus looking up the caller's frame
-            queued, rule = self.queue, decision.rule
-            if queued is not None and (rule is None or rule.static) and self._direct(level):
-                # formatted by the writer thread, a batch at a time (warm, not in the request);
-                # what it needs is read now: the request, the clock, the thread
-                queued.put(functools.partial(self._later, level, decision, decision.client.request, self._moment()))
-                return
-            message = format_line(decision)
-            if not self._write_directly(level, message):
-                logger.handle(self._records.make(level, message))
+        if not logger.isEnabledFor(level):  # as logger.log does, minus looking up the caller's frame
+            return
+        if not self._direct(level):
+            logger.handle(self._records.make(level, format_line(decision)))
+            return
+        queued, rule = self.queue, decision.rule
+        if queued is not None and (rule is None or rule.static):
+            # formatted by the writer thread, a batch at a time (warm, not in the request);
+            # what it needs is read now: the request, the clock, the thread
+            queued.put(functools.partial(self._later, level, decision, decision.client.request, self._moment()))
+            return
+        self._write_directly(level, format_line(decision))
 
     def _later(self, level: int, decision: Decision, request: Any, moment: Moment) -> str:
         """A queued line, formatted in the writer thread as it would have been in the request
         (the reason of a static rule or the default does not change; a DNS rule's is not queued)."""
         return self._formatter.line(level, format_line(decision, request), self._records, moment)
 
-    def _write_directly(self, level: int, message: str) -> bool:
-        """Write the line as the file handler would write the record, without making the record,
-        when the record would reach that handler and no one else; else return False.
-
-        Making the record, the logger's and the handler's calls and the formatter cost more than
-        the rest of a line together. Whoever else could see the record (a handler on
-        ``flask.allow`` or on a logger it propagates to, a filter, a record factory, a patched
-        ``Logger.callHandlers``) gets it as before: that is checked on every line.
-        """
+    def _write_directly(self, level: int, message: str) -> None:
+        """Write the line as the file handler would write the record, without making the record
+        (once ``_direct()`` said the record would reach that handler and no one else)."""
         handler, formatter, queued = self.file_handler, self._formatter, self.queue
-        if not self._direct(level):
-            return False
         lock = handler.lock
         assert lock is not None  # checked by _direct()
         try:
             text = formatter.line(level, message, self._records)
             if queued is not None:
                 queued.put(text)
-                return True
+                return
             with lock:
                 handler.put(text)  # type: ignore[attr-defined]
         except RecursionError:
             raise
         except Exception:
             handler.handleError(self._records.make(level, message))
-        return True
 
     def _direct(self, level: int) -> bool:
-        """Whether a line at ``level`` may skip the record: it would reach this app's handler alone."""
+        """Whether a line at ``level`` may skip the record: it would reach this app's handler alone.
+
+        Making the record, the logger's and the handler's calls and the formatter cost more than
+        the rest of a line together. Whoever else could see the record (a handler on
+        ``flask.allow`` or on a logger it propagates to, a filter, a record factory, a patched
+        ``Logger.callHandlers``) gets it as before: that is checked on every line.
+        """
         handler = self.file_handler
         return not (
             self._formatter.direct is None
