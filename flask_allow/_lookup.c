@@ -33,6 +33,9 @@ enum { V4_STARTS, V4_LABELS, V4_DIRECT, V4_RADIX, V6_HIGH, V6_LOW, V6_LABELS, N_
 #define PREFETCH_MAX 64
 /* The per-/16 tables of a large index (index.py, RADIX_SHIFT = 16). */
 #define BUCKETS 65536
+/* Large indexes: one bit per /21 block of addresses, set when the most common label covers it whole. */
+#define BLOCK_SHIFT 11
+#define BLOCKS (1u << (32 - BLOCK_SHIFT))
 
 static const char *const array_names[N_ARRAYS] = {
     "v4_starts", "v4_labels", "v4_direct", "v4_radix", "v6_high", "v6_low", "v6_labels",
@@ -53,6 +56,8 @@ typedef struct {
     uint16_t *low16;   /* with the /16 tables: the low 16 bits of each v4 boundary (see lookup_v4) */
     uint16_t *offsets; /* v4_radix[b] - groups[b >> 8], when all fit in 16 bits (else NULL) */
     uint32_t groups[BUCKETS / 256 + 1]; /* v4_radix at every 256th /16 */
+    uint8_t *plain;    /* bit per block: all its addresses have the label `background` */
+    int64_t background;
     int has_pair;      /* the IPv4 labels alternate: label of boundary i is pair[i & 1] */
     int64_t pair[2];   /* (one memory access fewer on a large list file) */
 } Index;
@@ -114,6 +119,9 @@ static Py_ssize_t bisect_low16(const uint16_t *low16, uint16_t value, Py_ssize_t
 
 static PyObject *lookup_v4(Index *self, uint32_t value) {
     Py_ssize_t count = self->length[V4_STARTS], i;
+    if (self->plain != NULL && (self->plain[value >> (BLOCK_SHIFT + 3)] >> ((value >> BLOCK_SHIFT) & 7)) & 1) {
+        return rule_of(self, self->background);
+    }
     if (self->low16 != NULL) {
         Py_ssize_t bucket = (Py_ssize_t)(value >> 16), lo, hi; /* lengths checked at init: BUCKETS (+ 1) */
         if (self->offsets != NULL) { /* v4_radix in 128 KiB instead of 256: more often in cache */
@@ -210,6 +218,60 @@ static PyObject *Index_lookup(Index *self, PyObject *address) {
     return PyObject_CallOneArg(self->other, address);
 }
 
+static int64_t label_at(const Index *self, Py_ssize_t i) {
+    return self->has_pair ? self->pair[i & 1] : item(self, V4_LABELS, i);
+}
+
+/* The `plain` bitmap: which label covers the most IPv4 addresses, and the blocks it covers whole. */
+static int make_plain(Index *self, Py_ssize_t labels) {
+    const uint32_t *starts = (const uint32_t *)self->arrays[V4_STARTS].buf;
+    Py_ssize_t count = self->length[V4_STARTS];
+    uint64_t *width = PyMem_Calloc((size_t)labels, sizeof(uint64_t));
+    if (width == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int64_t label = label_at(self, i);
+        const char *wrong = NULL;
+        if (label < 0 || label >= labels) {
+            wrong = "label out of range";
+        } else if (i == 0 ? starts[0] != 0 : starts[i] <= starts[i - 1]) {
+            wrong = "v4 boundaries out of order";
+        }
+        if (wrong != NULL) { /* the bitmap would answer for addresses the search cannot place */
+            PyMem_Free(width);
+            corrupt(wrong);
+            return -1;
+        }
+        width[label] += (i + 1 < count ? (uint64_t)starts[i + 1] : (uint64_t)1 << 32) - starts[i];
+    }
+    self->background = 0;
+    for (Py_ssize_t label = 1; label < labels; label++) {
+        if (width[label] > width[self->background]) {
+            self->background = label;
+        }
+    }
+    PyMem_Free(width);
+    self->plain = PyMem_Malloc(BLOCKS / 8);
+    if (self->plain == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(self->plain, 0xff, BLOCKS / 8);
+    /* A block is plain unless a span of another label covers some of it. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (label_at(self, i) == self->background) {
+            continue;
+        }
+        uint32_t last = i + 1 < count ? (starts[i + 1] - 1) >> BLOCK_SHIFT : BLOCKS - 1;
+        for (uint32_t block = starts[i] >> BLOCK_SHIFT; block <= last; block++) {
+            self->plain[block >> 3] &= (uint8_t) ~(1u << (block & 7));
+        }
+    }
+    return 0;
+}
+
 static int take(Index *self, int which, PyObject *source, int optional) {
     if (source == Py_None && optional) {
         return 0;
@@ -246,17 +308,18 @@ static int take(Index *self, int which, PyObject *source, int optional) {
 
 static int Index_init(Index *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"rules",    "other",  "v4_starts", "v4_labels", "v4_direct", "v4_radix",
-                               "v6_high", "v6_low", "v6_labels", "v4_pair",   NULL};
+                               "v6_high", "v6_low", "v6_labels", "v4_pair",   "plain",     NULL};
     PyObject *rules, *other, *sources[N_ARRAYS], *pair = Py_None;
+    int plain = 0;
     if (self->started) { /* a second call, or one from inside the first (an argument's __index__) */
         PyErr_SetString(PyExc_TypeError, "an Index is made once");
         return -1;
     }
     self->started = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOOOOOOO|O:Index", keywords, &PyTuple_Type, &rules, &other,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOOOOOOO|Op:Index", keywords, &PyTuple_Type, &rules, &other,
                                      &sources[V4_STARTS], &sources[V4_LABELS], &sources[V4_DIRECT],
                                      &sources[V4_RADIX], &sources[V6_HIGH], &sources[V6_LOW], &sources[V6_LABELS],
-                                     &pair)) {
+                                     &pair, &plain)) {
         return -1;
     }
     if (pair != Py_None) {
@@ -325,6 +388,9 @@ static int Index_init(Index *self, PyObject *args, PyObject *kwargs) {
             }
         }
     }
+    if (plain && make_plain(self, PyTuple_GET_SIZE(rules)) < 0) {
+        return -1;
+    }
     Py_INCREF(rules);
     self->rules = rules;
     Py_INCREF(other);
@@ -358,6 +424,8 @@ static int Index_clear(Index *self) {
     self->low16 = NULL;
     PyMem_Free(self->offsets);
     self->offsets = NULL;
+    PyMem_Free(self->plain);
+    self->plain = NULL;
     return 0;
 }
 
@@ -378,6 +446,25 @@ static PyObject *Index_call_lookup(Index *self, PyObject *address) {
     return Index_lookup(self, address);
 }
 
+static PyObject *Index_plain_blocks(Index *self, void *closure) {
+    if (self->plain == NULL) {
+        Py_RETURN_NONE;
+    }
+    uint64_t found = 0;
+    for (size_t at = 0; at < BLOCKS / 8; at++) {
+        for (uint8_t bits = self->plain[at]; bits != 0; bits &= (uint8_t)(bits - 1)) {
+            found++;
+        }
+    }
+    return PyLong_FromUnsignedLongLong(found);
+}
+
+static PyGetSetDef Index_getset[] = {
+    {"plain_blocks", (getter)Index_plain_blocks, NULL,
+     "How many /21 blocks are answered from the bitmap (one label covers each whole), or None: no bitmap.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyMethodDef Index_methods[] = {
     {"lookup", (PyCFunction)Index_call_lookup, METH_O,
      "lookup(address) -> the rule for an address string, or what rules[0] holds (no match).\n\n"
@@ -391,13 +478,15 @@ static PyTypeObject IndexType = {
     .tp_dealloc = (destructor)Index_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Index(rules, other, v4_starts, v4_labels, v4_direct, v4_radix, v6_high, v6_low, v6_labels,"
-              " v4_pair=None)\n\n"
+              " v4_pair=None, plain=False)\n\n"
               "A StaticIndex's arrays searched in C. They are held (they cannot be resized) and must not be\n"
-              "changed in place: the low halves of v4_starts are copied when the Index is made.",
+              "changed in place: the tables derived from them (the low halves of v4_starts, the plain blocks)\n"
+              "are made with the Index.",
     .tp_traverse = (traverseproc)Index_traverse,
     .tp_weaklistoffset = offsetof(Index, weakrefs),
     .tp_clear = (inquiry)Index_clear,
     .tp_methods = Index_methods,
+    .tp_getset = Index_getset,
     .tp_init = (initproc)Index_init,
     .tp_new = PyType_GenericNew,
 };

@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from . import index as index_module
+
 try:
     from . import _lookup
 except ImportError:  # installed without a C compiler
@@ -32,7 +34,8 @@ def c_lookup(index: Any, rules: tuple[Any, ...], other: Callable[[str], Any]) ->
     plain IPv4 or IPv6 address (an IPv6 zone, garbage) and anything that is not a ``str``.
     The index's arrays are held (exported buffers), so they cannot be resized under it; nothing
     changes them in place (a ``StaticIndex`` is never modified once built), which the C search
-    relies on: it copies the low halves of the IPv4 boundaries when it is made.
+    relies on: it derives tables of its own when it is made (the low halves of the IPv4
+    boundaries; for ``PLAIN_MIN`` boundaries and more, the blocks one label covers whole).
     """
     if not available():
         return None
@@ -47,6 +50,7 @@ def c_lookup(index: Any, rules: tuple[Any, ...], other: Callable[[str], Any]) ->
         index.v6_low,
         index.v6_labels,
         index.v4_pair,
+        len(index.v4_starts) >= index_module.PLAIN_MIN,
     )
     return found.lookup
 

@@ -35,6 +35,9 @@ NO_MATCH = 0  # label of the gaps; rule k of the run is labelled k + 1
 #: From this many IPv4 boundaries on, an index keeps ``v4_direct`` and ``v4_radix`` (per /16).
 RADIX_MIN = 256
 RADIX_SHIFT = 16
+#: From this many IPv4 boundaries on, the C search also keeps a bitmap of the /21 blocks that
+#: its most common label covers whole (256 KiB): most clients of a large list are answered there.
+PLAIN_MIN = 65536
 #: Below this many IPv6 boundaries, an index also keeps them as 16-byte keys (``v6_keys``).
 V6_KEYS_MAX = 4096
 _LOW64 = (1 << 64) - 1

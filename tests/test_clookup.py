@@ -197,6 +197,25 @@ def test_inconsistent_arrays_raise_and_the_engine_denies(c_search: None) -> None
     wrong_pair = Index((None, "rule"), str, **index_arrays(), v4_pair=(0, 2))
     with pytest.raises(RuntimeError, match="inconsistent"):
         wrong_pair.lookup("0.0.0.10")
+    # the bitmap of plain blocks is made only from arrays the search could use
+    for arrays, pair, why in [
+        (index_arrays(), (0, 2), "label out of range"),
+        (index_arrays(v4_labels=array("B", [0, 7, 0])), None, "label out of range"),
+        (index_arrays(v4_starts=array("I", [0, 20, 10])), None, "out of order"),
+        (index_arrays(v4_starts=array("I", [0, 10, 10])), None, "out of order"),
+        (index_arrays(v4_starts=array("I", [5, 10, 20])), None, "out of order"),
+    ]:
+        with pytest.raises(RuntimeError, match=f"inconsistent .*{why}"):
+            Index((None, "rule"), str, **arrays, v4_pair=pair, plain=True)
+    plain = Index((None, "rule"), str, **index_arrays(), plain=True)
+    assert plain.plain_blocks == (1 << 21) - 1  # all but 0.0.0.0/21, where the rule is
+    assert [plain.lookup(a) for a in ("0.0.0.9", "0.0.0.10", "0.0.0.19", "0.0.8.0", "::ffff:0.0.0.10")] == [
+        None,
+        "rule",
+        "rule",
+        None,
+        "rule",
+    ]
     engine = engine_of(("10.0.0.0/8",))
     engine.lookup = beyond.lookup
     decision = engine.decide(Client("0.0.0.10"))

@@ -67,24 +67,30 @@ class SpansMatcher(Matcher):
 
 
 @contextmanager
-def radix_min(value: int | None) -> Iterator[None]:
-    """Build indexes with the /16 tables from ``value`` boundaries on (None: as configured)."""
-    saved = index_module.RADIX_MIN
-    if value is not None:
-        index_module.RADIX_MIN = value
+def layout_from(radix: int | None, plain: int | None) -> Iterator[None]:
+    """Build indexes with the /16 tables from ``radix`` boundaries on, and the C search's bitmap of
+    plain blocks from ``plain`` on (None: as configured)."""
+    saved = index_module.RADIX_MIN, index_module.PLAIN_MIN
+    index_module.RADIX_MIN = saved[0] if radix is None else radix
+    index_module.PLAIN_MIN = saved[1] if plain is None else plain
     try:
         yield
     finally:
-        index_module.RADIX_MIN = saved
+        index_module.RADIX_MIN, index_module.PLAIN_MIN = saved
 
 
-def both_engines(rules: list[Rule], layout: int | None = None) -> tuple[Engine, Engine]:
+def plain_blocks(engine: Engine) -> int | None:
+    """How many /21 blocks the C search answers from its bitmap (None: it keeps none)."""
+    return engine.lookup.__self__.plain_blocks  # type: ignore[attr-defined]
+
+
+def both_engines(rules: list[Rule], layout: int | None = None, plain: int | None = None) -> tuple[Engine, Engine]:
     """An engine searching in C and one searching in Python, over the same rules (and equal arrays)."""
     if clookup_module._lookup is None:
         pytest.fail("flask_allow._lookup was not built: install with a C compiler (pip install -e .)")
     saved = os.environ.pop(ENVIRON_KEY, None)
     try:
-        with radix_min(layout):
+        with layout_from(layout, plain):
             in_c = Engine(rules, default_allow=True)
             os.environ[ENVIRON_KEY] = "1"
             in_python = Engine(rules, default_allow=True)
@@ -166,25 +172,58 @@ def rule_sets(draw: st.DrawFn) -> list[list[Span]]:
     return per_rule
 
 
+BLOCK = 1 << 11  # the C search's plain blocks (/21)
+
+
 def probes(per_rule: list[list[Span]]) -> Iterator[tuple[int, int]]:
-    """Every boundary, one either side of it, and the ends of both spaces and of the mapped block."""
+    """Every boundary, one either side of it, the edges of its /21 block and of the blocks either
+    side (where a plain block begins or ends), and the ends of both spaces and of the mapped block."""
     yield from ((4, 0), (4, V4_MAX), (6, 0), (6, 1), (6, V6_MAX), (6, MAPPED_FIRST - 1), (6, MAPPED_LAST + 1))
     for family, first, last in (span for spans in per_rule for span in spans):
         top = V4_MAX if family == 4 else V6_MAX
-        for value in (first - 1, first, first + 1, last - 1, last, last + 1):
+        values = [first - 1, first, first + 1, last - 1, last, last + 1]
+        if family == 4:
+            for edge in (first & -BLOCK, (last + BLOCK) & -BLOCK):
+                values += [edge - BLOCK - 1, edge - BLOCK, edge - BLOCK // 2, edge - 1, edge, edge + BLOCK // 2]
+                values += [edge + BLOCK - 1, edge + BLOCK]
+        for value in values:
             if 0 <= value <= top:
                 yield family, value
 
 
-@runs(150)
-@given(per_rule=rule_sets(), layout=st.sampled_from([None, 0]))
-def test_random_rules_are_searched_alike(per_rule: list[list[Span]], layout: int | None) -> None:
+@runs(200)
+@given(per_rule=rule_sets(), layout=st.sampled_from([None, 0]), plain=st.sampled_from([None, 0]))
+def test_random_rules_are_searched_alike(per_rule: list[list[Span]], layout: int | None, plain: int | None) -> None:
     rules = [Rule("DENY", f"r{k}", f"R[{k}]", SpansMatcher(spans), k) for k, spans in enumerate(per_rule)]
-    in_c, in_python = both_engines(rules, layout)
+    in_c, in_python = both_engines(rules, layout, plain)
     assert (in_c._index.v4_direct is not None) == (layout == 0 or len(in_c._index.v4_starts) >= index_module.RADIX_MIN)
+    assert (plain_blocks(in_c) is not None) == (plain == 0)
     for family, value in dict.fromkeys(probes(per_rule)):
         for text in texts_of(family, value):
             assert_alike(in_c, in_python, text)
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [["0.0.0.0/1"], ["255.255.0.0/16", "10.0.0.0/21", "10.0.8.1"]],  # the last span is not the background
+        [["10.0.7.255-10.0.16.0"], ["0.0.0.0/1"], ["128.0.0.0/1"]],  # no rule-less gap left
+        [["192.0.2.0-192.0.2.255", "198.51.100.7"], ["0.0.0.0/0"]],  # the background is the last rule
+    ],
+)
+def test_plain_blocks_are_exactly_those_one_label_covers(specs: list[list[str]]) -> None:
+    rules = [
+        Rule("DENY", " ".join(nets), f"R[{k}]", SpansMatcher(list(spans_of_networks(nets))), k)
+        for k, nets in enumerate(specs)
+    ]
+    in_c, in_python = both_engines(rules, 0, 0)
+    blocks = plain_blocks(in_c)
+    assert blocks is not None and 0 < blocks < 1 << 21
+    per_rule = [list(rule.matcher.spans()) for rule in rules]  # type: ignore[attr-defined]
+    for family, value in dict.fromkeys(probes(per_rule)):
+        if family == 4:
+            for text in v4_texts(value)[:2]:
+                assert_alike(in_c, in_python, text)
 
 
 # -- fixed rule sets for the adversarial strings, and a large list file --------------------------
@@ -226,7 +265,8 @@ def write_list_file(path: Path) -> None:
 
 
 class BigList:
-    """The list file alone (its index alternates one label and the gaps), and among other rules."""
+    """The list file alone (its index alternates one label and the gaps), among other rules (whose
+    last, 0.0.0.0/1, covers the most addresses), and both with the C search's plain blocks."""
 
     def __init__(self, path: Path) -> None:
         context = MatcherContext(None, {}, "R[0]", {}, logging.getLogger("flask_allow.test"), lambda: None)
@@ -234,7 +274,9 @@ class BigList:
         self.alone = both_engines([listed])
         others = small_rules()
         self.mixed = both_engines([*others[:3], listed, *others[3:]])
-        self.pairs = (self.alone, self.mixed)
+        self.plain = both_engines([listed], plain=0)
+        self.plain_mixed = both_engines([*others[:3], listed, *others[3:]], plain=0)
+        self.pairs = (self.alone, self.mixed, self.plain, self.plain_mixed)
 
 
 @pytest.fixture(scope="module")
@@ -257,11 +299,13 @@ def test_every_boundary_of_a_large_list_file_is_searched_alike(big: BigList) -> 
     assert alone.v6_keys is None and len(alone.v6_high) > index_module.V6_KEYS_MAX
     assert len(set(alone.v6_high)) < len(alone.v6_high)  # boundaries that share their high halves
     assert max(b - a for a, b in pairwise(alone.v4_radix)) > 64  # a crowded /16 (no prefetch)
+    assert plain_blocks(big.alone[0]) is None
+    assert 0 < plain_blocks(big.plain[0]) < 1 << 21 and 0 < plain_blocks(big.plain_mixed[0]) < 1 << 21  # type: ignore[operator]
     matched = set()
     for in_c, in_python in big.pairs:
         index = in_c._index
         for start in index.v4_starts:
-            for value in (start - 1, start, start + 1):
+            for value in (start - 1, start, start + 1, start - BLOCK // 2, start + BLOCK, (start | (BLOCK - 1)) + 1):
                 if 0 <= value <= V4_MAX:
                     for text in v4_texts(value)[:3]:
                         assert_alike(in_c, in_python, text)

@@ -239,13 +239,16 @@ IMPLEMENTATIONS = pytest.mark.parametrize("implementation", ["c", "python"])
 
 @contextmanager
 def radix_min(value: int) -> Iterator[None]:
-    """Build indexes with the /16 tables from ``value`` boundaries on (0: always)."""
-    saved = index_module.RADIX_MIN
+    """Build indexes with the /16 tables from ``value`` boundaries on (0: always, and the C
+    search's bitmap of plain /21 blocks with them)."""
+    saved = index_module.RADIX_MIN, index_module.PLAIN_MIN
     index_module.RADIX_MIN = value
+    if value == 0:
+        index_module.PLAIN_MIN = 0
     try:
         yield
     finally:
-        index_module.RADIX_MIN = saved
+        index_module.RADIX_MIN, index_module.PLAIN_MIN = saved
 
 
 def check_all(
@@ -438,11 +441,16 @@ def span_lists(draw: st.DrawFn) -> list[list[tuple[int, int, int]]]:
 
 
 def probes(per_rule: list[list[tuple[int, int, int]]]) -> Iterator[tuple[int, int]]:
-    """Every boundary, one either side of it, and the ends of the spaces."""
+    """Every boundary, one either side of it, the edges of the /21 blocks around it (the C search's
+    plain blocks), and the ends of the spaces."""
     yield from ((4, 0), (4, V4_MAX), (6, 0), (6, V6_MAX), (4, V4_BASE - 1), (6, V6_BASE + 1))
     for family, first, last in itertools.chain.from_iterable(per_rule):
         top = V4_MAX if family == 4 else V6_MAX
-        for value in (first - 1, first, first + 1, last - 1, last, last + 1):
+        values = [first - 1, first, first + 1, last - 1, last, last + 1]
+        if family == 4:
+            for edge in (first & -2048, (last + 2048) & -2048):
+                values += [edge - 2049, edge - 2048, edge - 1, edge, edge + 1024, edge + 2047, edge + 2048]
+        for value in values:
             if 0 <= value <= top:
                 yield family, value
 
