@@ -12,6 +12,7 @@ import gc
 import os
 import subprocess
 import sys
+import threading
 import weakref
 from array import array
 from collections.abc import Iterator
@@ -374,3 +375,47 @@ def test_a_crowded_slash_8_takes_the_full_radix_table(c_search: None, monkeypatc
         for address in probes:
             expected = python[name].lookup(address)
             assert engine.lookup(address).index == expected.index, address  # type: ignore[union-attr]
+
+
+def test_other_threads_run_while_a_large_index_is_made(c_search: None) -> None:
+    """The C search's own tables of a large index (milliseconds at 10^6 networks) are filled
+    without the GIL: threads serving requests go on while ``reload()`` swaps rules in."""
+    count = 2_000_000  # boundaries: a 1,000,000-network list
+    arrays = index_arrays(
+        v4_starts=array("I", range(0, count * 2000, 2000)),
+        v4_labels=array("B", [0, 1]) * (count // 2),
+        v4_direct=array("b", [-1] * 65536),
+        v4_radix=array("I", [min(count, -(-(b << 16) // 2000)) for b in range(65537)]),
+    )
+    Index = clookup_module._lookup.Index
+    ticks = [0]
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)  # the GIL changes hands only when given up (or after 0.5 s)
+    thread = threading.Thread(target=tick)
+    thread.start()
+    try:
+        during = []
+        for _ in range(3):  # (each waits up to the 0.5 s for the GIL back: the thread does not give it up)
+            before = ticks[0]
+            made = Index((None, "rule"), str, **arrays, v4_pair=(0, 1), plain=True)
+            during.append(ticks[0] - before)
+    finally:
+        stop.set()
+        sys.setswitchinterval(saved)
+        thread.join()
+    assert any(during), during
+    # the last span (label 1, from the last boundary to the top) covers the most: its blocks are plain
+    last_gap_end = (count - 1) * 2000 - 1
+    assert made.plain_blocks == (1 << 21) - (last_gap_end >> 11) - 1
+    assert [made.lookup(a) for a in ("0.0.7.207", "0.0.7.208", "238.107.32.47", "238.107.32.48")] == [
+        None,
+        "rule",
+        None,
+        "rule",
+    ]
