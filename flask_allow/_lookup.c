@@ -56,8 +56,8 @@ typedef struct {
     uint16_t *low16;   /* with the /16 tables: the low 16 bits of each v4 boundary (see lookup_v4) */
     uint16_t *offsets; /* v4_radix[b] - groups[b >> 8], when all fit in 16 bits (else NULL) */
     uint32_t groups[BUCKETS / 256 + 1]; /* v4_radix at every 256th /16 */
-    uint8_t *plain;    /* bit per block: all its addresses have the label `background` */
-    int64_t background;
+    uint8_t *plain;    /* with plain=True: a bit per /21 block, set when `background` covers it whole */
+    int64_t background; /* the label that covers the most IPv4 addresses */
     int has_pair;      /* the IPv4 labels alternate: label of boundary i is pair[i & 1] */
     int64_t pair[2];   /* (one memory access fewer on a large list file) */
 } Index;
@@ -120,6 +120,7 @@ static Py_ssize_t bisect_low16(const uint16_t *low16, uint16_t value, Py_ssize_t
 static PyObject *lookup_v4(Index *self, uint32_t value) {
     Py_ssize_t count = self->length[V4_STARTS], i;
     if (self->plain != NULL && (self->plain[value >> (BLOCK_SHIFT + 3)] >> ((value >> BLOCK_SHIFT) & 7)) & 1) {
+        /* no search: 256 KiB of bits stay in cache where the boundaries of a large list cannot */
         return rule_of(self, self->background);
     }
     if (self->low16 != NULL) {
