@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import MakeApp, status
@@ -12,6 +14,7 @@ from dns_server import DNSServer, check, dns_config, service_of, wait_for
 from flask import Flask
 
 from flask_allow import Client, FlaskAllow
+from flask_allow.dns import refresher as refresher_module
 
 DENIED = 403
 
@@ -272,3 +275,35 @@ def test_a_fresh_extension_on_a_new_app_checks_without_request(dns: DNSServer) -
         assert not allow.check("192.0.2.11").allowed
     finally:
         app.extensions["flask_allow"].close()
+
+
+def test_a_stuck_refresh_is_taken_over_and_its_late_answer_dropped(
+    dns: DNSServer, make_app: MakeApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refresh whose thread never comes back (as one waiting for a lock held across a fork) must
+    not freeze the name: another starts, and the stuck one's answer, if it ever ends, is dropped."""
+    monkeypatch.setattr(refresher_module, "STUCK_EXTRA", 0.5)
+    dns.set("proxy.example.com", "A", ["192.0.2.10"], ttl=1)
+    app = make_app(
+        dns_config(dns, [{"ALLOW": "proxy.example.com", "DENY": "all"}], ALLOW_DNS_MIN_TTL=1, ALLOW_DNS_TIMEOUT=0.3)
+    )
+    assert status(app, "192.0.2.10") == 200
+    service = service_of(app)
+    real, release, stuck = service.forward, threading.Event(), threading.Event()
+
+    def forward(qname: Any) -> Any:  # stands in for a thread that cannot be made to hang for real here
+        if stuck.is_set():
+            return real(qname)
+        stuck.set()
+        answer = real(qname)  # 192.0.2.10, which is about to change
+        release.wait(30)
+        return answer
+
+    monkeypatch.setattr(service, "forward", forward)
+    assert wait_for(stuck.is_set)
+    dns.set("proxy.example.com", "A", ["192.0.2.11"], ttl=1)
+    assert wait_for(lambda: status(app, "192.0.2.11") == 200)  # after 2 x 0.3 s + 0.5 s, another refresh
+    assert any("'proxy.example.com' has not ended in" in r.getMessage() for r in caplog.records)
+    release.set()  # the stuck one ends with its old answer: dropped
+    assert wait_for(lambda: not any(t.name == "flask_allow DNS proxy.example.com" for t in threading.enumerate()))
+    assert status(app, "192.0.2.10") == DENIED and status(app, "192.0.2.11") == 200

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 #: The shortest pause between two lookups of one name.
 MIN_PAUSE = 0.5
+#: A refresh still running this many seconds after twice ``ALLOW_DNS_TIMEOUT`` is taken as stuck
+#: (its thread waits for something that will not come, as a lock held across a fork): another is
+#: started, and what the stuck one finds, if it ever ends, is dropped.
+STUCK_EXTRA = 5.0
 
 
 class Listener(Protocol):
@@ -62,6 +66,9 @@ class ForwardName:
         self.ready = threading.Event()
         self.due = 0.0
         self.busy = False
+        #: When the running refresh started, and its number (a refresh taken over counts no more).
+        self.started = 0.0
+        self.attempt = 0
         self.failures = 0
         self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
         #: Set when a request was decided without the state (still pending, or run out).
@@ -146,32 +153,43 @@ class Refresher:
                     due = self._wait_for_due(cond)
                     if due is None:
                         return
-                for entry in due:
+                for entry, attempt in due:
                     threading.Thread(
-                        target=self._refresh, args=(entry,), name=f"flask_allow DNS {entry.name}", daemon=True
+                        target=self._refresh, args=(entry, attempt), name=f"flask_allow DNS {entry.name}", daemon=True
                     ).start()
         finally:
             with cond:
                 if self._thread is threading.current_thread():
                     self._thread = None
 
-    def _wait_for_due(self, cond: threading.Condition) -> list[ForwardName] | None:
+    def _wait_for_due(self, cond: threading.Condition) -> list[tuple[ForwardName, int]] | None:
+        """The names to refresh now, each with the number of its refresh; None: the thread ends."""
         while True:
             if not self.names or cond is not self._cond:
                 return None
             for qname in [q for q, e in self.names.items() if not e.listeners]:  # matchers gone unclosed
                 del self.names[qname]
             now = time.monotonic()
+            stuck_after = 2 * self.service.settings.timeout + STUCK_EXTRA
+            for entry in self.names.values():
+                if entry.busy and now - entry.started > stuck_after:
+                    self.logger.error(
+                        "flask_allow: refreshing host name %r has not ended in %.0f s; starting another",
+                        entry.name,
+                        now - entry.started,
+                    )
+                    entry.busy, entry.due = False, now
             idle = [e for e in self.names.values() if not e.busy]
             due = [e for e in idle if e.due <= now]
             if due:
                 for entry in due:
-                    entry.busy = True
-                return due
-            wake = min((e.due for e in idle), default=now + 60.0)
+                    entry.busy, entry.started, entry.attempt = True, now, entry.attempt + 1
+                return [(entry, entry.attempt) for entry in due]
+            wakes = [e.due for e in idle] + [e.started + stuck_after for e in self.names.values() if e.busy]
+            wake = min(wakes, default=now + 60.0)
             cond.wait(min(max(wake - now, 0.01), 60.0))
 
-    def _refresh(self, entry: ForwardName) -> None:
+    def _refresh(self, entry: ForwardName, attempt: int) -> None:
         service = self.service
         try:
             fresh = service.forward(entry.qname)
@@ -179,6 +197,8 @@ class Refresher:
             self.logger.exception("flask_allow: refreshing host name %r failed", entry.name)
             fresh = None
         with self._cond:
+            if attempt != entry.attempt:  # taken for stuck, and another started since: its answer counts
+                return
             old = entry.state
             state = self._merge(entry, old, fresh)
             # The first answer, a change, or requests decided meanwhile on a made-up failure
