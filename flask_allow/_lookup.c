@@ -91,31 +91,22 @@ static PyObject *rule_of(const Index *self, int64_t label) {
     return rule;
 }
 
-/* Number of v4_starts[lo:hi] entries at or below value (bisect_right), plus lo. */
-static Py_ssize_t bisect_v4(const uint32_t *starts, uint32_t value, Py_ssize_t lo, Py_ssize_t hi) {
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (value < starts[mid]) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
+/* bisect_right over a[lo:hi] of one unsigned type: the position after the last entry <= value. */
+#define DEFINE_BISECT(name, type)                                                                  \
+    static Py_ssize_t name(const type *a, type value, Py_ssize_t lo, Py_ssize_t hi) {              \
+        while (lo < hi) {                                                                          \
+            Py_ssize_t mid = lo + (hi - lo) / 2;                                                   \
+            if (value < a[mid]) {                                                                  \
+                hi = mid;                                                                          \
+            } else {                                                                               \
+                lo = mid + 1;                                                                      \
+            }                                                                                      \
+        }                                                                                          \
+        return lo;                                                                                 \
     }
-    return lo;
-}
 
-/* The same over low16[lo:hi], boundaries that share their high 16 bits with the address. */
-static Py_ssize_t bisect_low16(const uint16_t *low16, uint16_t value, Py_ssize_t lo, Py_ssize_t hi) {
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (value < low16[mid]) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    return lo;
-}
+DEFINE_BISECT(bisect_v4, uint32_t)    /* v4_starts: the boundaries of a small index */
+DEFINE_BISECT(bisect_low16, uint16_t) /* low16: those of one /16, which share their high 16 bits */
 
 static PyObject *lookup_v4(Index *self, uint32_t value) {
     Py_ssize_t count = self->length[V4_STARTS], i;
