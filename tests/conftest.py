@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -17,6 +18,15 @@ from flask_allow import FlaskAllow
 from flask_allow.config import ACCESS_LOGGER_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def checkout_environ() -> dict[str, str]:
+    """The environment for a child process that imports this checkout (no ``FLASK_*`` of ours)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 #: Published blocklists kept next to the repository (see its SOURCES.md).
 BLOCKLISTS = REPO_ROOT.parent / "shared" / "blocklists"
 

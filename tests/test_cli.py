@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, close_app, lines
+from conftest import REPO_ROOT, checkout_environ, close_app, lines
 from flask import Blueprint, Flask
 
 from flask_allow import Client, Decision, FlaskAllow, Matcher, hookimpl
@@ -465,8 +465,7 @@ def health():
 
 def flask_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "guarded_app.py").write_text(APP_MODULE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = checkout_environ()
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "guarded_app", "allow", *args],
         cwd=tmp_path,

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, MakeApp, status
+from conftest import REPO_ROOT, MakeApp, checkout_environ, status
 from flask import request
 
 from flask_allow import Client, Decision
@@ -230,8 +230,7 @@ def flask_allow_rules(tmp_path: Path, pure: bool) -> str:
         "app.config.update(ADDRESS_RESTRICTION=[{'DENY': '10.0.0.0/8'}], ALLOW_LOAD_ENTRY_POINTS=False)\n"
         "FlaskAllow(app)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = checkout_environ()
     if pure:
         env[ENVIRON_KEY] = "1"
     done = subprocess.run(
