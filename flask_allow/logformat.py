@@ -36,23 +36,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _times() -> tuple[float, int, float, float]:
+def _times(now: float | None = None) -> tuple[float, int, float, float]:
     """``created``, its whole second, ``msecs`` and ``relativeCreated``, as ``LogRecord.__init__``
-    works them out in each version."""
+    works them out in each version, for the clock as read by ``moment()`` (default: read now)."""
     if _NS_CLOCK:
-        now = time.time_ns()
-        created = now / 1e9
-        msecs = (now % 1_000_000_000) // 1_000_000 + 0.0
-        if msecs == 999.0 and int(created) != now // 1_000_000_000:
+        ns = time.time_ns() if now is None else int(now)
+        created = ns / 1e9
+        msecs = (ns % 1_000_000_000) // 1_000_000 + 0.0
+        if msecs == 999.0 and int(created) != ns // 1_000_000_000:
             msecs = 0.0
-        return created, int(created), msecs, (now - logging._startTime) / 1e6  # type: ignore[attr-defined]
-    created = time.time()
+        return created, int(created), msecs, (ns - logging._startTime) / 1e6  # type: ignore[attr-defined]
+    created = time.time() if now is None else now
     second = int(created)
     return created, second, int((created - second) * 1000) + 0.0, (created - logging._startTime) * 1000  # type: ignore[attr-defined]
 
 
 #: A line's time and thread, read when it was logged: see ``_Formatter.moment()``.
-Moment = tuple[tuple[float, int, float, float] | None, tuple[int | None, str | None] | None, str | None]
+Moment = tuple[float | None, tuple[int | None, str | None] | None, str | None]
 
 
 def _thread() -> tuple[int | None, str | None]:
@@ -190,7 +190,7 @@ class _Formatter(logging.Formatter):
         """What ``line()`` reads from the clock and the running thread, read now: for a line
         formatted later, in another thread (``"queue": true``)."""
         return (
-            _times() if self._time else None,
+            (time.time_ns() if _NS_CLOCK else time.time()) if self._time else None,  # the rest: later
             _thread() if self._thread else None,
             _task_name() if self._task else None,
         )
@@ -211,7 +211,7 @@ class _Formatter(logging.Formatter):
             created: float
             second: float
             if moment is not None:
-                created, second, msecs, relative = moment[0]  # type: ignore[misc]
+                created, second, msecs, relative = _times(moment[0])
             elif _NS_CLOCK or (created := time.time()) < 0:
                 created, second, msecs, relative = _times()
             else:  # _times(), inline (it was a third of the line's cost); for times >= 0 floor is int()
