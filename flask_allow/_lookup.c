@@ -215,9 +215,11 @@ static int64_t label_at(const Index *self, Py_ssize_t i) {
     return self->has_pair ? self->pair[i & 1] : item(self, V4_LABELS, i);
 }
 
-/* The `plain` bitmap: which label covers the most IPv4 addresses, and the blocks it covers whole.
-   ``width`` has room for ``labels`` counts. Returns what is wrong with the arrays, or NULL. */
-static const char *fill_plain(Index *self, uint64_t *width, Py_ssize_t labels) {
+/* What is wrong with the IPv4 arrays, or NULL. Checked before tables are derived from them: the
+   bitmap must not answer where the search would raise, nor the offsets point where v4_radix does
+   not. Boundaries in increasing order from 0, labels in range, and v4_radix (and v4_direct, which
+   the alternating pair makes unused) as index.py builds them from the boundaries. */
+static const char *check_v4(const Index *self, Py_ssize_t labels) {
     const uint32_t *starts = (const uint32_t *)self->arrays[V4_STARTS].buf;
     Py_ssize_t count = self->length[V4_STARTS];
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -225,10 +227,36 @@ static const char *fill_plain(Index *self, uint64_t *width, Py_ssize_t labels) {
         if (label < 0 || label >= labels) {
             return "label out of range";
         }
-        if (i == 0 ? starts[0] != 0 : starts[i] <= starts[i - 1]) { /* else the bitmap would answer */
-            return "v4 boundaries out of order";                    /* where the search cannot */
+        if (i == 0 ? starts[0] != 0 : starts[i] <= starts[i - 1]) {
+            return "v4 boundaries out of order";
         }
-        width[label] += (i + 1 < count ? (uint64_t)starts[i + 1] : (uint64_t)1 << 32) - starts[i];
+    }
+    if (!self->held[V4_RADIX]) {
+        return NULL;
+    }
+    Py_ssize_t at = 0; /* the first boundary at or after the /16 */
+    for (Py_ssize_t bucket = 0; bucket <= BUCKETS; bucket++) {
+        while (at < count && starts[at] < (uint64_t)bucket << 16) {
+            at++;
+        }
+        if (item(self, V4_RADIX, bucket) != at) {
+            return "v4 radix table";
+        }
+        int empty = at == count || starts[at] >= (uint64_t)(bucket + 1) << 16; /* no boundary inside */
+        if (bucket < BUCKETS && !self->has_pair && empty && item(self, V4_DIRECT, bucket) != label_at(self, at - 1)) {
+            return "v4 direct table";
+        }
+    }
+    return NULL;
+}
+
+/* The `plain` bitmap: which label covers the most IPv4 addresses, and the blocks it covers whole.
+   ``width`` has room for ``labels`` counts; the arrays passed check_v4. */
+static void fill_plain(Index *self, uint64_t *width, Py_ssize_t labels) {
+    const uint32_t *starts = (const uint32_t *)self->arrays[V4_STARTS].buf;
+    Py_ssize_t count = self->length[V4_STARTS];
+    for (Py_ssize_t i = 0; i < count; i++) { /* labels checked by check_v4 */
+        width[label_at(self, i)] += (i + 1 < count ? (uint64_t)starts[i + 1] : (uint64_t)1 << 32) - starts[i];
     }
     self->background = 0;
     for (Py_ssize_t label = 1; label < labels; label++) {
@@ -247,7 +275,6 @@ static const char *fill_plain(Index *self, uint64_t *width, Py_ssize_t labels) {
             self->plain[block >> 3] &= (uint8_t) ~(1u << (block & 7));
         }
     }
-    return NULL;
 }
 
 /* Fill the tables allocated for the search (low16, offsets, plain). Runs without the GIL: at 10^6
@@ -257,6 +284,10 @@ static const char *fill_tables(Index *self, uint64_t *width, Py_ssize_t labels, 
     const uint32_t *starts = (const uint32_t *)self->arrays[V4_STARTS].buf;
     Py_ssize_t count = self->length[V4_STARTS];
     *fits = 0;
+    const char *wrong = check_v4(self, labels);
+    if (wrong != NULL) {
+        return wrong;
+    }
     if (self->low16 != NULL) {
         for (Py_ssize_t at = 0; at < count; at++) {
             self->low16[at] = (uint16_t)(starts[at] & 0xffff);
@@ -273,7 +304,10 @@ static const char *fill_tables(Index *self, uint64_t *width, Py_ssize_t labels, 
             self->offsets[bucket] = (uint16_t)(item(self, V4_RADIX, bucket) - self->groups[bucket / 256]);
         }
     }
-    return self->plain != NULL ? fill_plain(self, width, labels) : NULL;
+    if (self->plain != NULL) {
+        fill_plain(self, width, labels);
+    }
+    return NULL;
 }
 
 static int take(Index *self, int which, PyObject *source, int optional) {
@@ -381,11 +415,13 @@ static int Index_init(Index *self, PyObject *args, PyObject *kwargs) {
             return -1;
         }
     }
-    const char *wrong;
-    int fits;
-    Py_BEGIN_ALLOW_THREADS
-    wrong = fill_tables(self, width, labels, &fits);
-    Py_END_ALLOW_THREADS
+    const char *wrong = NULL;
+    int fits = 0;
+    if (self->low16 != NULL || self->plain != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        wrong = fill_tables(self, width, labels, &fits);
+        Py_END_ALLOW_THREADS
+    }
     PyMem_RawFree(width);
     if (!fits) { /* v4_radix is searched as it is */
         PyMem_RawFree(self->offsets);
@@ -451,7 +487,7 @@ static PyObject *Index_call_lookup(Index *self, PyObject *address) {
 }
 
 static PyObject *Index_plain_blocks(Index *self, void *closure) {
-    if (self->plain == NULL) {
+    if (!self->ready || self->plain == NULL) { /* (an Index whose __init__ failed or is running) */
         Py_RETURN_NONE;
     }
     uint64_t found = 0;

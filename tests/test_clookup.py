@@ -15,7 +15,9 @@ import sys
 import threading
 import weakref
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -191,23 +193,49 @@ def test_inconsistent_arrays_raise_and_the_engine_denies(c_search: None) -> None
     assert beyond.lookup("0.0.0.1") is None
     with pytest.raises(RuntimeError, match="inconsistent"):
         beyond.lookup("0.0.0.10")
-    radix = array("I", [0] * 65537)
-    short = Index((None, "rule"), str, **index_arrays(v4_direct=array("b", [-1] * 65536), v4_radix=radix))
-    with pytest.raises(RuntimeError, match="inconsistent"):
-        short.lookup("0.0.0.10")  # the /16 says "search", over no boundary at all
     wrong_pair = Index((None, "rule"), str, **index_arrays(), v4_pair=(0, 2))
     with pytest.raises(RuntimeError, match="inconsistent"):
         wrong_pair.lookup("0.0.0.10")
-    # the bitmap of plain blocks is made only from arrays the search could use
-    for arrays, pair, why in [
-        (index_arrays(), (0, 2), "label out of range"),
-        (index_arrays(v4_labels=array("B", [0, 7, 0])), None, "label out of range"),
-        (index_arrays(v4_starts=array("I", [0, 20, 10])), None, "out of order"),
-        (index_arrays(v4_starts=array("I", [0, 10, 10])), None, "out of order"),
-        (index_arrays(v4_starts=array("I", [5, 10, 20])), None, "out of order"),
+    # tables are derived (the /16 offsets, the bitmap of plain blocks) only from arrays the search
+    # could use, and the /16 tables must say what the boundaries say
+    starts = [0, 10, 20, 0x0A000000, 0x0A000100]
+    radix = array("I", [bisect_left(starts, b << 16) for b in range(65537)])
+    direct = array("b", [[0, 1, 0, 1, 0][lo - 1] if lo == hi else -1 for lo, hi in pairwise(radix)])
+    large = index_arrays(
+        v4_starts=array("I", starts), v4_labels=array("B", [0, 1, 0, 1, 0]), v4_direct=direct, v4_radix=radix
+    )
+    off_direct = array("b", direct)
+    off_direct[0x0B00] = 1  # 11.0.0.0/16 holds no boundary: its label is the span's before it, 0
+    for arrays, pair, plain, why in [
+        (index_arrays(), (0, 2), True, "label out of range"),
+        (index_arrays(v4_labels=array("B", [0, 7, 0])), None, True, "label out of range"),
+        (index_arrays(v4_starts=array("I", [0, 20, 10])), None, True, "out of order"),
+        (index_arrays(v4_starts=array("I", [0, 10, 10])), None, True, "out of order"),
+        (index_arrays(v4_starts=array("I", [5, 10, 20])), None, True, "out of order"),
+        ({**large, "v4_radix": array("I", [0] * 65537)}, None, False, "v4 radix table"),
+        ({**large, "v4_radix": array("I", [0, *radix[2:], 5])}, None, True, "v4 radix table"),
+        ({**large, "v4_direct": off_direct}, None, False, "v4 direct table"),
+        ({**large, "v4_labels": array("B", [0, 1, 0, 1, 2])}, None, False, "label out of range"),
     ]:
         with pytest.raises(RuntimeError, match=f"inconsistent .*{why}"):
-            Index((None, "rule"), str, **arrays, v4_pair=pair, plain=True)
+            Index((None, "rule"), str, **arrays, v4_pair=pair, plain=plain)
+    failed = Index.__new__(Index)
+    with pytest.raises(RuntimeError, match="inconsistent"):
+        failed.__init__((None, "rule"), str, **{**large, "v4_direct": off_direct}, plain=True)
+    assert failed.plain_blocks is None  # what a failed making left in its tables is not read
+    with pytest.raises(RuntimeError, match="not initialised"):
+        failed.lookup("10.0.0.1")
+    for pair, plain in ((None, False), ((0, 1), False), ((0, 1), True)):
+        made = Index(
+            (None, "rule"), str, **{**large, "v4_direct": off_direct if pair else direct}, v4_pair=pair, plain=plain
+        )
+        assert [made.lookup(a) for a in ("0.0.0.9", "0.0.0.10", "10.0.0.255", "10.0.1.0", "11.0.0.1")] == [
+            None,
+            "rule",
+            "rule",
+            None,
+            None,
+        ]
     plain = Index((None, "rule"), str, **index_arrays(), plain=True)
     assert plain.plain_blocks == (1 << 21) - 1  # all but 0.0.0.0/21, where the rule is
     assert [plain.lookup(a) for a in ("0.0.0.9", "0.0.0.10", "0.0.0.19", "0.0.8.0", "::ffff:0.0.0.10")] == [
