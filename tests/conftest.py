@@ -6,6 +6,8 @@ import ipaddress
 import logging
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,21 @@ def checkout_environ() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+def flask_allow_command(
+    cwd: Path, app: str, *args: str, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``flask --app APP allow ARGS`` in a child process of this checkout, run in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", app, "allow", *args],
+        cwd=cwd,
+        env=checkout_environ() if environ is None else environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 #: Published blocklists kept next to the repository (see its SOURCES.md).

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, checkout_environ, close_app, lines
+from conftest import REPO_ROOT, close_app, flask_allow_command, lines
 from flask import Blueprint, Flask
 
 from flask_allow import Client, Decision, FlaskAllow, Matcher, hookimpl
@@ -465,16 +465,7 @@ def health():
 
 def flask_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "guarded_app.py").write_text(APP_MODULE)
-    env = checkout_environ()
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "guarded_app", "allow", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return flask_allow_command(tmp_path, "guarded_app", *args)
 
 
 def test_flask_allow_check_subprocess(tmp_path: Path) -> None:

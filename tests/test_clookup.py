@@ -21,7 +21,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, MakeApp, checkout_environ, status
+from conftest import REPO_ROOT, MakeApp, checkout_environ, flask_allow_command, status
 from flask import request
 
 from flask_allow import Client, Decision
@@ -261,15 +261,8 @@ def flask_allow_rules(tmp_path: Path, pure: bool) -> str:
     env = checkout_environ()
     if pure:
         env[ENVIRON_KEY] = "1"
-    done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "static_app", "allow", "rules"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = flask_allow_command(tmp_path, "static_app", "rules", environ=env)
+    assert done.returncode == 0, done.stderr
     return done.stdout
 
 
