@@ -48,6 +48,11 @@ ALLOW_TRUSTED_PROXIES = "ALLOW_TRUSTED_PROXIES"
 #: The header that names the client: X-Forwarded-For, Forwarded, X-Real-IP, CF-Connecting-IP...
 ALLOW_PROXY_HEADER = "ALLOW_PROXY_HEADER"
 
+# -- rules that change while the app runs -------------------------------------
+#: Seconds (fractions allowed) between two looks at the files rules are built from (``file:``
+#: lists, feed copies, databases); a change is swapped in by every process. 0 turns watching off.
+ALLOW_WATCH_INTERVAL = "ALLOW_WATCH_INTERVAL"
+
 DEFAULTS: dict[str, Any] = {
     ADDRESS_RESTRICTION: None,
     ACCESS_LOG: None,
@@ -69,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     ALLOW_DNS_PORT: 53,
     ALLOW_TRUSTED_PROXIES: (),
     ALLOW_PROXY_HEADER: "X-Forwarded-For",
+    ALLOW_WATCH_INTERVAL: 5.0,
 }
 
 #: ``ACCESS_LOG`` dict keys and their defaults (2.0.x names).
@@ -128,6 +134,7 @@ class Settings:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             collected.append(ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size))
         self.cache_size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 65536
+        self.watch_interval = seconds(config, ALLOW_WATCH_INTERVAL, collected)
         for key in (ALLOW_PLUGINS, ALLOW_DISABLE_PLUGINS):
             try:
                 _names(get(config, key), key)
@@ -141,6 +148,19 @@ class Settings:
             errors.extend(collected)
         elif collected:
             raise combine(collected)
+
+
+def seconds(config: Any, key: str, errors: list[Any], minimum: float = 0.0) -> float:
+    """A duration in seconds (an int or float >= ``minimum``, finite); its default when bad."""
+    import math
+
+    from .errors import ConfigError
+
+    value = get(config, key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < minimum:
+        errors.append(ConfigError(f"must be a number of seconds >= {minimum:g}", key, value))
+        return float(DEFAULTS[key])
+    return float(value)
 
 
 def _flag(config: Any, key: str, errors: list[Any]) -> bool:

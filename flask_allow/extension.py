@@ -18,6 +18,7 @@ from .decision import Decision
 from .engine import Engine, combine, compile_rules
 from .errors import ConfigError
 from .index import built_elsewhere
+from .live import Watcher, swap_state
 from .matcher import MatcherContext
 from .plugins import make_plugin_manager
 from .registry import MatcherRegistry
@@ -62,15 +63,20 @@ class AppState:
         extension: FlaskAllow,
         shared: dict[str, Any] | None = None,
         previous: AppState | None = None,
+        automatic: bool = False,
     ) -> None:
         self.app_ref = weakref.ref(app)
         self.extension = extension
+        #: Whether this state is being built because a watched source changed.
+        self.automatic = automatic
         config = app.config
         # Every part is built even when an earlier one is wrong, so that one ConfigError can
         # name every mistake; a part that cannot be built without its predecessor stops there.
         errors: list[ConfigError] = []
         self.settings = keys.Settings(config, app.root_path, errors)
         self.shared: dict[str, Any] = shared if shared is not None else {}
+        #: The files these rules were built from, watched for change (``ALLOW_WATCH_INTERVAL``).
+        self.watcher = Watcher(self.settings.watch_interval, self._source_changed, app.logger)
         try:
             self.pm = make_plugin_manager(config, extension.plugins)
             provided = []
@@ -145,10 +151,7 @@ class AppState:
             if engine_ref:
                 engine_ref[0].invalidate()
 
-        def make_context(location: str) -> MatcherContext:
-            return MatcherContext(app, app.config, location, self.shared, app.logger, changed)
-
-        rules = compile_rules(restriction, self.registry, make_context, where)
+        rules = compile_rules(restriction, self.registry, lambda location: self.context(location, changed), where)
         engine = Engine(
             rules,
             self.settings.default_allow if default_allow is None else default_allow,
@@ -159,6 +162,21 @@ class AppState:
         engine_ref.append(engine)
         return engine
 
+    def context(self, location: str, changed: Callable[[], None] = lambda: None) -> MatcherContext:
+        """The ``MatcherContext`` of the rule at ``location`` (its files are watched by this state)."""
+        app = self.app
+
+        def watch(path: str) -> None:
+            self.watcher.add(path, location)
+
+        return MatcherContext(
+            app, app.config, location, self.shared, app.logger, changed, watch=watch, automatic=self.automatic
+        )
+
+    def _source_changed(self, paths: list[str]) -> None:
+        """The watcher's rebuild: new rules from the changed files, unless this state was replaced."""
+        self.extension._rebuild(self.app, reason=f"changed: {', '.join(paths)}", automatic=True, current=self)
+
     def _access_log(self, value: Any, previous: AppState | None) -> AccessLog | None:
         if value is None:
             return None
@@ -167,22 +185,37 @@ class AppState:
             return old  # unchanged: keep the handler, so no line is lost or doubled
         return AccessLog(value, self.app)
 
-    def start(self, previous: AppState | None = None) -> None:
-        """Take over from ``previous`` (on reload): attach the log, report the lints."""
+    def start(self, previous: AppState | None = None, reason: str = "init_app") -> None:
+        """Take over from ``previous`` (on reload): attach the log, watch the sources, report
+        the lints, and tell the ``flask_allow_rules_changed`` plugins why."""
         if self.access_log is not None:
             self.access_log.no_rules = not self.engine.rules
             self.access_log.start()
         if previous is not None:
+            previous.watcher.stop()
             if previous.access_log is not None and previous.access_log is not self.access_log:
                 previous.access_log.stop()
             previous.engine.close()
             previous.routes.close()
             previous.proxies.close()
+        self.watcher.start()
         for lint in self.engine.lints:
             self.app.logger.warning("flask_allow: %s", lint)
+        try:
+            self.pm.hook.flask_allow_rules_changed(app=self.app, state=self, previous=previous, reason=reason)
+        except Exception:
+            self.app.logger.exception("flask_allow: a flask_allow_rules_changed plugin failed")
+
+    def report_error(self, kind: str, message: str, location: str | None = None) -> None:
+        """Tell the ``flask_allow_error`` plugins of an error (they never make it worse)."""
+        try:
+            self.pm.hook.flask_allow_error(app=self.app, kind=kind, message=message, location=location)
+        except Exception:
+            self.app.logger.exception("flask_allow: a flask_allow_error plugin failed")
 
     def close(self) -> None:
-        """Release matchers and the log handler (app teardown, tests)."""
+        """Release matchers, the watcher and the log handler (app teardown, tests)."""
+        self.watcher.stop()
         self.engine.close()
         self.routes.close()
         self.proxies.close()
@@ -353,7 +386,7 @@ class FlaskAllow:
         state = AppState(app, self)
         app.extensions[EXTENSION_KEY] = state
         try:
-            state.start()
+            state.start(reason="init_app")
         except BaseException:
             del app.extensions[EXTENSION_KEY]
             state.close()
@@ -413,12 +446,33 @@ class FlaskAllow:
         In-flight requests finish with the rules they started with. A reload that fails raises
         ``ConfigError`` and leaves the running rules as they were.
         """
-        app = self._get_app(app)
-        old = self.state(app)
-        with built_elsewhere():  # large lists compile in a child process: requests keep the GIL
-            new = AppState(app, self, shared=old.shared, previous=old)
-        app.extensions[EXTENSION_KEY] = new
-        new.start(previous=old)
+        self._rebuild(self._get_app(app), reason="reload")
+
+    def _rebuild(self, app: Flask, reason: str, automatic: bool = False, current: AppState | None = None) -> None:
+        """Build the app's rules anew off the request path and swap them in (``reload``, the watcher).
+
+        With ``current``, nothing is done when the app's state is no longer ``current`` (it was
+        replaced meanwhile). An automatic rebuild that fails is logged and reported, then raised.
+        """
+        self.state(app)
+
+        def build(old: AppState | None) -> AppState:
+            assert old is not None
+            with built_elsewhere():  # large lists compile in a child process: requests keep the GIL
+                return AppState(app, self, shared=old.shared, previous=old, automatic=automatic)
+
+        def start(new: AppState, old: AppState | None) -> None:
+            new.start(previous=old, reason=reason)
+
+        try:
+            new = swap_state(app, EXTENSION_KEY, build, start, unless=None if current is None else current.__ne__)
+        except ConfigError as exc:
+            if automatic and current is not None:
+                app.logger.error("flask_allow: %s; the last good rules stay in force:\n%s", reason, exc)
+                current.report_error("source_refused", str(exc), None)
+            raise
+        if new is not None and automatic:
+            app.logger.info("flask_allow: rules rebuilt (%s)", reason)
 
 
 def _make_guard(app: Flask) -> Callable[[], Response | None]:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from .client import Client
     from .decision import Decision
+    from .extension import AppState
     from .matcher import Matcher
 
 hookspec = pluggy.HookspecMarker("flask_allow")
@@ -86,4 +87,41 @@ def flask_allow_deny_response(decision: Decision, app: Flask) -> Response | None
     :param decision: The denial.
     :param app: The Flask app the request is for.
     :return: A response to send instead, or None.
+    """
+
+
+# -------------------------------------------------------------------------
+# Rules that change while the app runs
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def flask_allow_rules_changed(app: Flask, state: AppState, previous: AppState | None, reason: str) -> None:
+    """Observe that new rules are in force for ``app``.
+
+    Called in the thread that built them, once they are swapped in: by ``init_app`` (``previous``
+    None), ``reload()``, and the background rebuild after a watched source (a list file, a feed's
+    copy, a database) changed. ``state.engine.rules`` are the global rules, each with its
+    ``location`` and matcher. An exception raised here is logged and ignored.
+
+    :param app: The Flask app whose rules changed.
+    :param state: The app's new ``AppState``, already in force.
+    :param previous: The state it replaced (already closed), or None at ``init_app``.
+    :param reason: Why: ``"init_app"``, ``"reload"``, or ``"changed: PATH, ..."``.
+    """
+
+
+@hookspec
+def flask_allow_error(app: Flask, kind: str, message: str, location: str | None) -> None:
+    """Observe an error flask_allow handled without failing a request.
+
+    The error was already logged on the app logger; this hook is for counting it (metrics).
+    Kinds include ``"source_refused"`` (a new version of a watched source did not build, and the
+    last good rules stay in force); plugins may report kinds of their own. Called from a request
+    or a background thread; an exception raised here is logged and ignored.
+
+    :param app: The Flask app the error belongs to.
+    :param kind: What failed, a short fixed word (label cardinality stays bounded).
+    :param message: The error as logged.
+    :param location: The rule's location in the configuration, or None.
     """

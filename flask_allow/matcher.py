@@ -24,7 +24,10 @@ class MatcherContext:
 
     ``shared`` is a dict kept per app across reloads, where plugins keep what their matchers
     share (a resolver, a cache). ``changed()`` tells the engine that what a matcher matches has
-    changed (a DNS answer), so cached decisions are dropped.
+    changed (a DNS answer), so cached decisions are dropped. ``watch(path)`` makes a file the
+    rule is built from live: when it changes, the rules are rebuilt and swapped in.
+    ``automatic`` is True while the rules are rebuilt because a watched source changed (not by
+    ``init_app`` or ``reload()``), when a matcher may be stricter about what it accepts.
     """
 
     def __init__(
@@ -35,6 +38,8 @@ class MatcherContext:
         shared: dict[str, Any],
         logger: logging.Logger,
         changed: Callable[[], None],
+        watch: Callable[[str], None] | None = None,
+        automatic: bool = False,
     ) -> None:
         self.app = app
         self.config = config
@@ -42,6 +47,8 @@ class MatcherContext:
         self.shared = shared
         self.logger = logger
         self._changed = changed
+        self._watch = watch
+        self.automatic = automatic
 
     def warn(self, message: str) -> None:
         """Log a start-up warning about this rule on the app logger."""
@@ -50,6 +57,17 @@ class MatcherContext:
     def changed(self) -> None:
         """Drop cached decisions: the answers of a dynamic matcher have changed."""
         self._changed()
+
+    def watch(self, path: str) -> None:
+        """Rebuild the rules when the file at ``path`` changes; call it before reading the file.
+
+        Looked at every ``ALLOW_WATCH_INTERVAL`` seconds by a background thread of each process;
+        a change is read once it has settled, off the request path, and swapped in whole. A new
+        version that fails to build keeps the running rules. Without watching (``0``, or a
+        context made outside an app) this does nothing.
+        """
+        if self._watch is not None:
+            self._watch(path)
 
 
 class Matcher:

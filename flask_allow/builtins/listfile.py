@@ -177,6 +177,7 @@ class FileMatcher(Matcher):
         if not os.path.isabs(path) and context.app is not None:
             path = os.path.join(context.app.root_path, path)
         self.path = path
+        context.watch(path)  # before reading: a change made during the read is seen
         if not os.path.isfile(path):
             raise ValueError(f"list file {path!r} does not exist or is not a file")
         try:

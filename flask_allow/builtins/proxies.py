@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request
 
-from flask_allow import Client, ConfigError, MatcherContext, hookimpl
+from flask_allow import Client, ConfigError, hookimpl
 from flask_allow import config as keys
 from flask_allow.addresses import V4_MAX, V6_MAX, Span, parse_client
 from flask_allow.engine import build_rule, combine
@@ -196,11 +196,7 @@ class TrustedProxies:
             entries = [entries]
         if not isinstance(entries, (list, tuple, set, frozenset)):
             raise ConfigError("must be a list of addresses, networks or ranges", where, entries)
-        app = state.app
         errors: list[ConfigError] = []
-
-        def make_context(location: str) -> MatcherContext:
-            return MatcherContext(app, app.config, location, state.shared, app.logger, lambda: None)
 
         for i, value in enumerate(entries):
             location = f"{where}[{i}]"
@@ -211,7 +207,7 @@ class TrustedProxies:
                 self.trust_unix = True
                 continue
             try:
-                rule = build_rule("ALLOW", value, location, state.registry, make_context, len(self.rules))
+                rule = build_rule("ALLOW", value, location, state.registry, state.context, len(self.rules))
             except ConfigError as exc:
                 errors.append(exc)
                 continue

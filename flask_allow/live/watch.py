@@ -1,0 +1,95 @@
+"""The files one app's rules were built from, watched by a background thread of each process.
+
+A matcher that reads a file calls ``MatcherContext.watch(path)`` before reading it; the stamp
+taken then is what the file is compared with. A changed stamp is only acted on once it has
+stayed the same for ``SETTLE`` seconds (a file being written changes from one look to the
+next), and then the whole rule set is rebuilt and swapped in (``swap.swap_state``). A rebuild
+that fails keeps the running rules; that version of the file is tried again when it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from .stamp import Stamp, stamp
+from .tasks import BackgroundTask
+
+#: Seconds a changed file must keep the same stamp before it is read.
+SETTLE = 0.25
+
+
+class Watcher:
+    """Watch files; call ``rebuild(paths)`` when some changed and settled.
+
+    ``rebuild`` builds and swaps in new rules, or raises (``ConfigError``) to keep the old ones;
+    it is then not called again for the same stamps. ``interval`` 0 watches nothing.
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        rebuild: Callable[[list[str]], None],
+        logger: logging.Logger,
+        settle: float = SETTLE,
+    ) -> None:
+        self.interval = interval
+        self.settle = settle
+        self.rebuild = rebuild
+        self.logger = logger
+        #: path -> the stamp the running rules were built from.
+        self.files: dict[str, Stamp] = {}
+        #: path -> the locations of the rules that read it.
+        self.locations: dict[str, list[str]] = {}
+        #: path -> the stamp of the version refused last, not tried again until it changes.
+        self.refused: dict[str, Stamp] = {}
+        self._lock = threading.Lock()
+        self.task = BackgroundTask("file watcher", interval, self.poll, logger) if interval > 0 else None
+
+    def add(self, path: str, location: str) -> None:
+        """Watch ``path`` for the rule at ``location``; call before reading it."""
+        with self._lock:
+            if path not in self.files:
+                self.files[path] = stamp(path)
+            self.locations.setdefault(path, [])
+            if location not in self.locations[path]:
+                self.locations[path].append(location)
+
+    def start(self) -> None:
+        if self.task is not None and self.files:
+            self.task.start()
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.stop()
+
+    def changed(self) -> dict[str, Stamp]:
+        """The watched files whose stamp is not the one the rules were built from (nor refused)."""
+        with self._lock:
+            files = list(self.files.items())
+        found = {}
+        for path, built in files:
+            now = stamp(path)
+            if now != built and (path not in self.refused or self.refused[path] != now):
+                found[path] = now
+        return found
+
+    def poll(self) -> float | None:
+        """One look at every file (the task's function); returns when to look again."""
+        changed = self.changed()
+        if not changed:
+            return None
+        time.sleep(self.settle)
+        settled = [path for path, seen in changed.items() if stamp(path) == seen]
+        if len(settled) < len(changed):  # still being written: look again soon
+            return self.settle
+        try:
+            self.rebuild(settled)
+        except Exception:
+            with self._lock:
+                for path in settled:
+                    self.refused[path] = changed[path]
+            raise
+        return None
