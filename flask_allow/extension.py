@@ -281,7 +281,7 @@ class AppState:
         The built-in access log's is left out when this state has no ``ACCESS_LOG``: it would
         write nothing.
         """
-        from .builtins import accesslog as builtin
+        from .accesslog import plugin as builtin
 
         calls = self._observers
         if calls is None:

@@ -24,7 +24,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "flask_allow.builtins.hostnames",
     "flask_allow.builtins.reverse",
     "flask_allow.builtins.proxies",
-    "flask_allow.builtins.accesslog",
+    "flask_allow.accesslog.plugin",
 )
 
 

@@ -25,12 +25,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import create_environ
 
+from flask_allow.accesslog.file import _FileHandler
+from flask_allow.accesslog.formatter import _Formatter, _positional, _Records
+from flask_allow.accesslog.line import _UNSAFE, _escape_char, escape, format_line, url_of
 from flask_allow.client import Client
 from flask_allow.config import ACCESS_LOG_DEFAULTS
 from flask_allow.decision import Decision
-from flask_allow.logfile import _FileHandler
-from flask_allow.logformat import _Formatter, _positional, _Records
-from flask_allow.logline import _UNSAFE, _escape_char, escape, format_line, url_of
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import MakeApp, lines, status
 
-from flask_allow import logqueue
+from flask_allow.accesslog import queue as logqueue
+from flask_allow.accesslog.queue import LineQueue
 from flask_allow.config import ACCESS_LOGGER_NAME
-from flask_allow.logqueue import LineQueue
 
 PLAIN = "%(levelname)s %(message)s"  # no time stamp: files of two apps can be compared byte for byte
 pytestmark = pytest.mark.usefixtures("access_log_alone")  # lines as text, unless a test adds a listener

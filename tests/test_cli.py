@@ -312,7 +312,7 @@ def test_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin: OddPlu
     app.config.update(
         ALLOW_LOAD_ENTRY_POINTS=False,
         ALLOW_PLUGINS=["configured_plugin"],
-        ALLOW_DISABLE_PLUGINS=["flask_allow.builtins.accesslog"],
+        ALLOW_DISABLE_PLUGINS=["flask_allow.accesslog.plugin"],
     )
     FlaskAllow(app, plugins=[plugin])
     result = app.test_cli_runner().invoke(args=["allow", "plugins"])
@@ -322,7 +322,7 @@ def test_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin: OddPlu
     assert "rule types: network (claims values without a prefix)" in out
     assert "flask_allow.builtins.listfile  built-in\n    hooks: flask_allow_matchers\n    rule types: file:" in out
     assert "flask_allow.builtins.proxies  built-in\n    hooks: flask_allow_client_address" in out
-    assert "flask_allow.builtins.accesslog  blocked (ALLOW_DISABLE_PLUGINS)" in out
+    assert "flask_allow.accesslog.plugin  blocked (ALLOW_DISABLE_PLUGINS)" in out
     assert "configured_plugin  ALLOW_PLUGINS\n    hooks: flask_allow_matchers\n    rule types: even:" in out
     assert "test_cli.OddPlugin@" in out and "constructor (plugins=)" in out
     assert "hooks: flask_allow_decision, flask_allow_matchers\n    rule types: odd:" in out

@@ -357,10 +357,10 @@ def test_disable_plugins_blocks_a_builtin(make_app: MakeApp, tmp_path: Path) -> 
                 {"ADDRESS_RESTRICTION": [{"DENY": keyword}], "ALLOW_DISABLE_PLUGINS": ["flask_allow.builtins.keywords"]}
             )
     log = tmp_path / "access.log"
-    app = make_app({"ACCESS_LOG": str(log), "ALLOW_DISABLE_PLUGINS": "flask_allow.builtins.accesslog"})
+    app = make_app({"ACCESS_LOG": str(log), "ALLOW_DISABLE_PLUGINS": "flask_allow.accesslog.plugin"})
     assert status(app, "192.0.2.1") == 200
     assert lines(log) == []
-    assert not app.extensions["flask_allow"].pm.has_plugin("flask_allow.builtins.accesslog")
+    assert not app.extensions["flask_allow"].pm.has_plugin("flask_allow.accesslog.plugin")
 
 
 def test_disable_plugins_blocks_an_allow_plugins_module(make_app: MakeApp, plugin_module: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .decision import Decision
+from ..decision import Decision
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\"\u2028\u2029]")
 # What _UNSAFE takes of ASCII text, deleted by ``bytes.translate`` to find out, in C, that a line

@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import config as keys
+from .. import config as keys
 
 logger = logging.getLogger(keys.ACCESS_LOGGER_NAME)
 #: Where the access log's records say they come from (``%(pathname)s``, ``%(module)s``): the
-#: module that writes them, as before these modules were split from it.
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "accesslog.py")
+#: module that writes them (``log.py``), the same for every line whichever module made it.
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log.py")
 
 _PER_RECORD = frozenset(
     {"msg", "args", "levelno", "levelname", "created", "msecs", "relativeCreated", "thread", "threadName", "taskName"}

@@ -1,4 +1,4 @@
-"""The access log as a default plugin: one line per guarded request (see ``flask_allow.accesslog``)."""
+"""The access log as a default plugin: one line per guarded request (see ``flask_allow.accesslog.log``)."""
 
 from __future__ import annotations
 

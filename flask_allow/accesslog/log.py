@@ -4,8 +4,8 @@ Each app's ``ACCESS_LOG`` handler only takes that app's records (a filter on the
 two apps in one process never write into each other's files, and a reload swaps the handler
 instead of adding a second one. When no one but the app's own file handler would see a record
 (the usual set-up), the line is written without making the record, byte for byte as the record
-would be written (see ``AccessLog.write``). The message is made in ``logline``, formatted in
-``logformat``, written by ``logfile`` (or by ``logqueue``'s thread with ``"queue": true``).
+would be written (see ``AccessLog.write``). The message is made in ``line``, formatted in
+``formatter``, written by ``file`` (or by ``queue``'s thread with ``"queue": true``).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import Any
 
 from flask import Flask
 
-from . import config as keys
-from .decision import Decision
-from .errors import ConfigError
-from .logfile import _FileHandler
-from .logformat import Moment, _Formatter, _Records, logger
-from .logline import escape, format_line, url_of
-from .logqueue import LineQueue
+from .. import config as keys
+from ..decision import Decision
+from ..errors import ConfigError
+from .file import _FileHandler
+from .formatter import Moment, _Formatter, _Records, logger
+from .line import escape, format_line, url_of
+from .queue import LineQueue
 
 logger.addHandler(logging.NullHandler())
 
@@ -74,7 +74,7 @@ class AccessLog:
         self.file_handler.setFormatter(self._formatter)
         self.filename = filename
         self.owner = object()  # identity of this app's records
-        #: With ``"queue": true``, the thread that writes the lines (see ``flask_allow.logqueue``).
+        #: With ``"queue": true``, the thread that writes the lines (see ``flask_allow.accesslog.queue``).
         self.queue: LineQueue | None = None
         handler: logging.Handler = self.file_handler
         if options["queue"]:
