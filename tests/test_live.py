@@ -67,6 +67,7 @@ def test_an_atomic_replacement_is_in_force_within_the_interval(make_app: MakeApp
     eventually(lambda: status(app, "198.51.100.1") == 403)
     assert status(app, "192.0.2.1") == 403
     assert recorder.changes[0] == ("init_app", 1)
+    eventually(lambda: len(recorder.changes) == 2)  # told once the new rules are in force
     assert recorder.changes[-1] == (f"changed: {blocklist}", 1)
     assert not recorder.errors
 
