@@ -18,7 +18,7 @@ import flask_allow  # noqa: E402
 
 project = "flask_allow"
 author = "flask_allow contributors"
-copyright = "flask_allow contributors, GPL-2.0-only"  # noqa: A001
+copyright = "flask_allow contributors, GPL-2.0-only"
 release = flask_allow.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -33,6 +33,7 @@ extensions = [
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+smartquotes = False  # prose quotes values such as 'allow': keep them as typed
 templates_path: list[str] = []
 
 # -- MyST -----------------------------------------------------------------------
