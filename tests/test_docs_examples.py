@@ -8,17 +8,26 @@ fence (CONTRIBUTING.md, "Examples in the docs"):
 
 - no comment: a complete program, run alone;
 - ``<!-- test: continue -->``: run after the page's previous example, in the namespace it left;
+- ``<!-- test: module NAME -->``: the file ``NAME.py`` (a plugin module, say): written to the
+  working directory and imported, so that the page's next examples (marked ``continue``) import it;
 - ``<!-- test: dns NAME=ADDRESS[,ADDRESS] ... -->``: run with a real DNS server on 127.0.0.1
   answering those A/AAAA records and nothing else, the ``ALLOW_DNS_*`` defaults pointed at it;
 - ``<!-- no-test: WHY -->``: not run (a fragment); the reason is required.
+
+Functions named ``test_*`` that an example defines are then called, as pytest would (with a
+fresh ``monkeypatch`` and ``tmp_path`` when they name them), so a page can show a plugin's tests.
 
 A fence whose info string is ``python`` and more (```` ```python title ````) is refused: mark it.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import ipaddress
 import re
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,9 +93,11 @@ def examples_of(path: Path) -> list[Example]:
                 example.mark, example.argument = "skip", mark["arg"]
             elif mark:
                 word, _, rest = mark["arg"].partition(" ")
-                if word not in ("continue", "dns"):
+                if word not in ("continue", "dns", "module"):
                     raise AssertionError(f"{path}:{i + 1}: unknown mark <!-- test: {mark['arg']} -->")
                 example.mark, example.argument = word, rest.strip()
+                if word == "module" and not example.argument.isidentifier():
+                    raise AssertionError(f"{path}:{i + 1}: <!-- test: module NAME --> needs a module name")
                 if word == "continue":
                     if not found:
                         raise AssertionError(f"{path}:{i + 1}: <!-- test: continue --> on the page's first example")
@@ -119,15 +130,38 @@ def guarded_apps(namespace: dict[str, Any]) -> list[Flask]:
     return [value for value in namespace.values() if isinstance(value, Flask) and "flask_allow" in value.extensions]
 
 
-def run(example: Example, namespace: dict[str, Any]) -> None:
+def run(example: Example, namespace: dict[str, Any], modules: list[str]) -> None:
+    """Run ``example`` after the examples it continues; a module example is written and imported."""
     if example.previous is not None:
-        run(example.previous, namespace)
-    exec(compile(example.code, example.id, "exec"), namespace)
+        run(example.previous, namespace, modules)
+    if example.mark == "module":
+        Path(f"{example.argument}.py").write_text(example.code, encoding="utf-8")
+        modules.append(example.argument)
+        namespace[example.argument] = importlib.import_module(example.argument)
+    else:
+        before = set(namespace)
+        exec(compile(example.code, example.id, "exec"), namespace)
+        for name in [n for n in namespace if n not in before and n.startswith("test_")]:
+            call_test(namespace[name], example)
+
+
+def call_test(function: Any, example: Example) -> None:
+    """Call a ``test_*`` function of an example as pytest would, with the fixtures it names."""
+    if not callable(function):
+        return
+    names = list(inspect.signature(function).parameters)
+    unknown = set(names) - {"monkeypatch", "tmp_path"}
+    assert not unknown, f"{example.id}: {function.__name__} asks for fixtures the docs test lacks: {unknown}"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        given = {"monkeypatch": monkeypatch, "tmp_path": Path(tempfile.mkdtemp(dir="."))}
+        function(**{name: given[name] for name in names})
 
 
 @pytest.mark.parametrize("example", [pytest.param(e, id=e.id) for e in ALL if e.mark != "skip"])
 def test_example_runs(example: Example, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    modules: list[str] = []
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     server = None
     chain = example
@@ -144,7 +178,7 @@ def test_example_runs(example: Example, tmp_path: Path, monkeypatch: pytest.Monk
         monkeypatch.setitem(keys.DEFAULTS, keys.ALLOW_DNS_PORT, server.port)
         monkeypatch.setitem(keys.DEFAULTS, keys.ALLOW_DNS_HOSTS_FILE, None)
     try:
-        run(example, namespace)
+        run(example, namespace, modules)
         for app in guarded_apps(namespace):
             client = app.test_client()
             for address in _CLIENTS:
@@ -155,6 +189,8 @@ def test_example_runs(example: Example, tmp_path: Path, monkeypatch: pytest.Monk
             close_app(app)
         if server is not None:
             server.stop()
+        for name in modules:
+            sys.modules.pop(name, None)
 
 
 def test_marks_are_few() -> None:
@@ -170,11 +206,12 @@ def test_parser_reads_the_marks(tmp_path: Path) -> None:
         "```python\nx = 1\n```\n\n<!-- test: continue -->\n\n```python\nassert x == 1\n```\n"
         "<!-- no-test: a fragment -->\n```python\nundefined_name\n```\n"
         "<!-- test: dns a.example=192.0.2.1,2001:db8::1 -->\n```python\npass\n```\n"
-        "- in a list:\n\n  ```python\n  y = 2\n  ```\n",
+        "- in a list:\n\n  ```python\n  y = 2\n  ```\n"
+        "<!-- test: module plugin_x -->\n```python\nz = 3\n```\n",
         encoding="utf-8",
     )
     found = examples_of(page)
-    assert [(e.line, e.mark) for e in found] == [(1, ""), (7, "continue"), (11, "skip"), (15, "dns"), (20, "")]
+    assert [(e.line, e.mark) for e in found] == [(1, ""), (7, "continue"), (11, "skip"), (15, "dns"), (20, ""), (24, "module")]
     assert found[1].previous is found[0]
     assert found[4].code == "y = 2\n"
     assert dns_records(found[3].argument) == {"a.example": ["192.0.2.1", "2001:db8::1"]}
