@@ -211,7 +211,14 @@ def test_parser_reads_the_marks(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     found = examples_of(page)
-    assert [(e.line, e.mark) for e in found] == [(1, ""), (7, "continue"), (11, "skip"), (15, "dns"), (20, ""), (24, "module")]
+    assert [(e.line, e.mark) for e in found] == [
+        (1, ""),
+        (7, "continue"),
+        (11, "skip"),
+        (15, "dns"),
+        (20, ""),
+        (24, "module"),
+    ]
     assert found[1].previous is found[0]
     assert found[4].code == "y = 2\n"
     assert dns_records(found[3].argument) == {"a.example": ["192.0.2.1", "2001:db8::1"]}
