@@ -13,6 +13,7 @@ from .errors import ConfigError, MatchError  # noqa: E402
 from .extension import FlaskAllow  # noqa: E402
 from .matcher import Matcher, MatcherContext  # noqa: E402
 
+#: The version of flask_allow, as in its distribution's metadata.
 __version__ = "3.0.0"
 
 __all__ = [

@@ -31,7 +31,10 @@ _IPV6ISH = re.compile(r"\[.*|[0-9a-fA-F]{0,4}:.*")
 
 
 class Span(NamedTuple):
-    """An inclusive run of addresses of one family (4 or 6)."""
+    """An inclusive run of addresses of one family: ``family`` 4 or 6, ``first`` and ``last`` as integers.
+
+    The form static rules are compiled from; a matcher's ``networks()`` may give spans directly.
+    """
 
     family: int
     first: int

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 #: The ordered ALLOW/DENY list (compatible with Flask-Allow 2.0.x).
+#: Type: list of dicts, each with ``ALLOW`` and/or ``DENY`` (a rule value or a list of them)
 ADDRESS_RESTRICTION = "ADDRESS_RESTRICTION"
 #: The access log: a file name or a dict (compatible with Flask-Allow 2.0.x).
+#: Type: str or dict (the keys of ``ACCESS_LOG_DEFAULTS``)
 ACCESS_LOG = "ACCESS_LOG"
 #: The decision when no rule matches: "allow" (2.0.x) or "deny".
 ALLOW_DEFAULT = "ALLOW_DEFAULT"
@@ -25,9 +27,11 @@ ALLOW_CACHE_SIZE = "ALLOW_CACHE_SIZE"
 
 # -- host-name rules (DNS) ----------------------------------------------------
 #: The hosts file consulted before DNS for forward names; None turns it off.
+#: Type: str or None
 ALLOW_DNS_HOSTS_FILE = "ALLOW_DNS_HOSTS_FILE"
-#: Bounds on the TTL of cached answers, in seconds.
+#: The shortest time a DNS answer is kept, whatever its TTL, in seconds.
 ALLOW_DNS_MIN_TTL = "ALLOW_DNS_MIN_TTL"
+#: The longest a DNS answer is kept before it is refreshed, whatever its TTL, in seconds.
 ALLOW_DNS_MAX_TTL = "ALLOW_DNS_MAX_TTL"
 #: How long a negative answer (NXDOMAIN, no data) or a failure is cached, in seconds.
 ALLOW_DNS_NEGATIVE_TTL = "ALLOW_DNS_NEGATIVE_TTL"
@@ -38,6 +42,7 @@ ALLOW_DNS_TIMEOUT = "ALLOW_DNS_TIMEOUT"
 #: On a DNS failure or timeout: "ignore" (the rule does not match) or "deny" (deny outright).
 ALLOW_DNS_ON_ERROR = "ALLOW_DNS_ON_ERROR"
 #: Name servers to ask (a list of addresses); None uses the system resolver configuration.
+#: Type: list of str, or None
 ALLOW_DNS_NAMESERVERS = "ALLOW_DNS_NAMESERVERS"
 #: The port of those name servers.
 ALLOW_DNS_PORT = "ALLOW_DNS_PORT"
@@ -79,11 +84,18 @@ DEFAULTS: dict[str, Any] = {
 
 #: ``ACCESS_LOG`` dict keys and their defaults (2.0.x names).
 ACCESS_LOG_DEFAULTS: dict[str, Any] = {
+    #: The log file (required); a relative name is taken from the working directory, as in 2.0.x.
+    #: Type: str
     "filename": None,
+    #: Rotate when the file would grow past this many bytes (0: never).
     "maxBytes": 5242880,
+    #: Rotated files kept (``access.log.1`` ...).
     "backupCount": 7,
+    #: A ``logging`` format string for each line, checked at start-up.
     "formatter": "%(asctime)s - %(levelname)7s - %(message)s",
+    #: The file's text encoding.
     "encoding": "utf-8",
+    #: True: a writer thread writes the lines gathered every 50 ms; False: each line is written in its request.
     "queue": False,
 }
 

@@ -55,7 +55,15 @@ def _positional(function: Callable[..., Any], argnames: tuple[str, ...], first: 
 
 
 class AppState:
-    """Everything flask_allow holds for one app; built whole, then swapped in by ``reload()``."""
+    """Everything flask_allow holds for one app; built whole, then swapped in by ``reload()``.
+
+    Kept in ``app.extensions["flask_allow"]`` and returned by :meth:`~flask_allow.FlaskAllow.state`. Its parts:
+    ``settings`` (the validated top-level keys), ``pm`` (the app's pluggy plugin manager),
+    ``registry`` (the rule types by prefix), ``engine`` (the compiled ``ADDRESS_RESTRICTION``:
+    ``engine.rules`` lists the :class:`~flask_allow.Rule` objects in evaluation order),
+    ``routes`` (the per-route rules), ``proxies`` (the trusted proxies) and ``access_log``.
+    A ``reload()`` replaces the whole object; do not keep one across reloads.
+    """
 
     def __init__(
         self,
@@ -364,7 +372,10 @@ class FlaskAllow:
     """IP access control for one or more Flask apps.
 
     ``FlaskAllow(app)`` or ``FlaskAllow()`` then ``init_app(app)``. ``plugins`` are extra plugin
-    objects or modules registered for every app this extension is initialised on.
+    objects or modules registered for every app this extension is initialised on. One object may
+    guard several apps; each keeps its own state (:class:`~flask_allow.extension.AppState`) in
+    ``app.extensions["flask_allow"]``. The app given to the constructor is held by a weak reference,
+    so that ``check`` and ``reload`` work outside an app context.
     """
 
     def __init__(self, app: Flask | None = None, *, plugins: Iterable[object] = ()) -> None:
@@ -377,7 +388,12 @@ class FlaskAllow:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Guard ``app``: build its rules (raising ``ConfigError`` when they are wrong)."""
+        """Guard ``app``: build its rules (raising ``ConfigError`` when they are wrong).
+
+        Adds the guard as the app's first ``before_request`` function and the ``flask allow``
+        command group. Calling it again for the same app does nothing; an app guarded by another
+        ``FlaskAllow`` raises ``RuntimeError``. A failure leaves the app as it was.
+        """
         existing = app.extensions.get(EXTENSION_KEY)
         if existing is not None:
             if existing.extension is self:
@@ -411,7 +427,10 @@ class FlaskAllow:
         raise RuntimeError("no app: call this inside an app context, pass app=, or create FlaskAllow(app)")
 
     def state(self, app: Flask | None = None) -> AppState:
-        """The flask_allow state of ``app`` (the current app by default)."""
+        """The flask_allow state of ``app`` (by default the current app, else the constructor's).
+
+        Raises ``RuntimeError`` when there is no app to take, or this extension does not guard it.
+        """
         app = self._get_app(app)
         state = app.extensions.get(EXTENSION_KEY)
         if state is None or state.extension is not self:
@@ -437,7 +456,12 @@ class FlaskAllow:
         return self.route_marks.restrict(rules, default)
 
     def check(self, address: str, *, app: Flask | None = None) -> Decision:
-        """Decide for ``address`` with the global rules, without a request."""
+        """Decide for ``address`` with the global rules, without a request.
+
+        ``address`` is the client as the rules see it (proxy headers and per-route rules do not
+        apply: ``flask allow check`` simulates a whole request). Nothing is logged. Works inside an
+        app context, with ``app=``, or anywhere when the extension was given the app.
+        """
         return self.state(app).engine.decide(Client(address))
 
     def reload(self, app: Flask | None = None) -> None:

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 class MatcherContext:
     """What a matcher is built with: the app, its config, and where the rule stands.
 
+    ``app`` and ``config`` are the Flask app whose rules are being built and
+    its config; ``location`` names the rule (``ADDRESS_RESTRICTION[1].ALLOW``) for messages;
+    ``logger`` is the app's logger.
     ``shared`` is a dict kept per app across reloads, where plugins keep what their matchers
     share (a resolver, a cache). ``changed()`` tells the engine that what a matcher matches has
     changed (a DNS answer), so cached decisions are dropped. ``watch(path)`` makes a file the
