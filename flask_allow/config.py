@@ -48,6 +48,11 @@ ALLOW_TRUSTED_PROXIES = "ALLOW_TRUSTED_PROXIES"
 #: The header that names the client: X-Forwarded-For, Forwarded, X-Real-IP, CF-Connecting-IP...
 ALLOW_PROXY_HEADER = "ALLOW_PROXY_HEADER"
 
+# -- start-up checks --------------------------------------------------------------
+#: Turn every start-up lint (a rule that can never match, a DENY covering localhost, a trusted
+#: proxy or private clients) into a ``ConfigError``: True or False (for CI).
+ALLOW_LINTS_FATAL = "ALLOW_LINTS_FATAL"
+
 DEFAULTS: dict[str, Any] = {
     ADDRESS_RESTRICTION: None,
     ACCESS_LOG: None,
@@ -69,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     ALLOW_DNS_PORT: 53,
     ALLOW_TRUSTED_PROXIES: (),
     ALLOW_PROXY_HEADER: "X-Forwarded-For",
+    ALLOW_LINTS_FATAL: False,
 }
 
 #: ``ACCESS_LOG`` dict keys and their defaults (2.0.x names).
@@ -124,6 +130,7 @@ class Settings:
         self.deny_status = status if status in default_exceptions else DEFAULTS[ALLOW_DENY_STATUS]
         self.report_only = _flag(config, ALLOW_REPORT_ONLY, collected)
         self.load_entry_points = _flag(config, ALLOW_LOAD_ENTRY_POINTS, collected)
+        self.lints_fatal = _flag(config, ALLOW_LINTS_FATAL, collected)
         size = get(config, ALLOW_CACHE_SIZE)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             collected.append(ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size))

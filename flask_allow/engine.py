@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
-from .addresses import V4_MAX, V6_MAX, Span, parse_client
+from .addresses import Span, parse_client
 from .client import Client
 from .clookup import c_lookup
 from .decision import ALLOW, DENY, Decision, Rule
 from .errors import ConfigError, MatchError
 from .index import RADIX_SHIFT, SpanSet, StaticIndex
+from .lints import RANK_PROXY, Coverage, Denials
 from .matcher import Matcher, MatcherContext
 from .registry import MatcherRegistry
 from .throttle import Throttle
@@ -131,6 +132,11 @@ def combine(errors: Sequence[ConfigError]) -> ConfigError:
     return error
 
 
+def fatal_lints(lints: Iterable[str]) -> list[ConfigError]:
+    """Each lint as a ``ConfigError`` (``ALLOW_LINTS_FATAL``)."""
+    return [ConfigError(f"{lint} (lints are errors: ALLOW_LINTS_FATAL is True)") for lint in lints]
+
+
 class _Run:
     """A run of consecutive static rules, compiled into one index."""
 
@@ -211,7 +217,7 @@ class Engine:
     def _compile(self) -> None:
         run_rules: list[Rule] = []
         run_spans: list[list[Span] | SpanSet] = []
-        covers = _Coverage()
+        covers = Coverage()
         errors: list[ConfigError] = []
         for rule in self.rules:
             try:
@@ -235,7 +241,13 @@ class Engine:
         if run_rules:
             self._segments.append(_Run(run_rules, run_spans))
         del run_spans
-        self.lints = covers.lints(self.rules, self.default_allow, self._segments)
+        self._lints, self._denials = covers.lints(self.rules, self.default_allow, self._segments)
+        self.lints = self._lints + self._denials.lints()
+
+    def protect(self, spans: Iterable[Span], whose: str) -> None:
+        """Lint the DENY rules that decide for some address of ``spans`` (a trusted proxy's)."""
+        self._denials.protect(spans, whose, RANK_PROXY)
+        self.lints = self._lints + self._denials.lints()
 
     def invalidate(self) -> None:
         """Drop every cached decision (a dynamic matcher's answers changed).
@@ -445,54 +457,3 @@ class Engine:
                 trace.append((rule, "error", f"{type(exc).__name__}: {exc}"))
                 break
         return trace
-
-
-class _Coverage:
-    """Facts gathered while compiling, for the start-up lints."""
-
-    def __init__(self) -> None:
-        self.all_v4: list[Rule] = []
-        self.all_v6: list[Rule] = []
-        self.empty: list[Rule] = []
-
-    def add(self, rule: Rule, spans: list[Span] | SpanSet) -> None:
-        if not spans:
-            self.empty.append(rule)
-        if isinstance(spans, SpanSet):
-            covers = [family for family in (4, 6) if spans.covers_all(family)]
-        else:
-            covers = [f for f, first, last in spans if first == 0 and last == (V4_MAX if f == 4 else V6_MAX)]
-        for family in dict.fromkeys(covers):
-            (self.all_v4 if family == 4 else self.all_v6).append(rule)
-
-    def lints(self, rules: list[Rule], default_allow: bool, segments: list[_Run | Rule]) -> list[str]:
-        found: list[str] = []
-        denies_v4 = [r for r in self.all_v4 if r.action == DENY]
-        if default_allow and denies_v4 and not self.all_v6:
-            found.append(
-                f"{denies_v4[0].describe()} denies every IPv4 client, but no rule covers IPv6: "
-                "IPv6 clients fall to the default (allow). Add DENY '::/0' or use 'all'."
-            )
-        # an explicit catch-all of either action (``ALLOW all`` included) leaves nobody to the default
-        if default_allow and any(r.action == ALLOW for r in rules) and not (self.all_v4 and self.all_v6):
-            found.append(
-                "ALLOW rules without a final catch-all DENY ('all') while ALLOW_DEFAULT is "
-                "'allow': clients that match no rule are allowed anyway."
-            )
-        found.extend(f"{rule.describe()} holds no address and matches nothing" for rule in self.empty)
-        found.extend(_shadowed(segments, set(self.empty)))
-        return found
-
-
-def _shadowed(segments: list[_Run | Rule], empty: set[Rule]) -> list[str]:
-    """Static rules that can never match, because earlier rules of their run cover them."""
-    found = []
-    for segment in segments:
-        if not isinstance(segment, _Run):
-            continue
-        index = segment.index
-        reachable = index.labels()
-        for label, rule in enumerate(segment.rules, start=1):
-            if label not in reachable and rule not in empty:
-                found.append(f"{rule.describe()} can never match: earlier rules cover all of it")
-    return found

@@ -15,7 +15,7 @@ from . import config as keys
 from .accesslog import AccessLog
 from .client import Client
 from .decision import Decision
-from .engine import Engine, combine, compile_rules
+from .engine import Engine, combine, compile_rules, fatal_lints
 from .errors import ConfigError
 from .index import built_elsewhere
 from .matcher import MatcherContext
@@ -97,6 +97,9 @@ class AppState:
             engine = attempt(lambda: self.make_engine(config.get(keys.ADDRESS_RESTRICTION), keys.ADDRESS_RESTRICTION))
             #: ALLOW_TRUSTED_PROXIES and ALLOW_PROXY_HEADER, compiled (read by the proxies plugin).
             self.proxies: TrustedProxies = attempt(lambda: TrustedProxies(self))
+            if engine is not None and self.proxies is not None:  # a DENY covering a proxy is linted
+                for proxy in self.proxies.rules:
+                    engine.protect(proxy.matcher.spans() or (), f"the trusted proxy {proxy.spec}")
             if engine is not None:  # route rules are evaluated after the global ones
                 self.engine: Engine = engine
                 #: Per-route and per-blueprint rules (``exempt``, ``restrict``), compiled.
@@ -109,6 +112,8 @@ class AppState:
                     errors.append(exc)
             else:
                 self.access_log: AccessLog | None = attempt(lambda: self._access_log(log_value, previous))
+            if not errors and self.settings.lints_fatal:
+                errors.extend(fatal_lints([*self.engine.lints, *self.proxies.lints]))
             if errors:
                 raise combine(errors)
         except BaseException:
@@ -129,6 +134,13 @@ class AppState:
         if app is None:  # pragma: no cover - the app owns this state
             raise RuntimeError("the app of this flask_allow state is gone")
         return app
+
+    def lints(self) -> list[str]:
+        """Every start-up lint: the global rules', the trusted proxies', the route rules'."""
+        found = [*self.engine.lints, *self.proxies.lints]
+        for engine in self.routes.engines.values():
+            found.extend(engine.lints)
+        return found
 
     def _each_result(self, hook: Any) -> Iterable[tuple[Any, str]]:
         for impl in reversed(hook.get_hookimpls()):

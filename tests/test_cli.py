@@ -133,10 +133,10 @@ def test_check_several_addresses_exit_1_when_any_is_denied(app: Flask) -> None:
 
 
 def test_check_json_one_object_per_line(app: Flask) -> None:
-    result = run(app, "check", "--json", "10.0.0.2", "192.0.2.7", "not-an-ip")
+    result = run(app, "check", "--json", "10.0.0.2", "192.0.2.7", "unix:/run/app.sock")
     assert result.exit_code == 1
     objects = [json.loads(line) for line in result.output.splitlines()]
-    assert [o["address"] for o in objects] == ["10.0.0.2", "192.0.2.7", "not-an-ip"]
+    assert [o["address"] for o in objects] == ["10.0.0.2", "192.0.2.7", "unix:/run/app.sock"]
     allowed, denied, bad = objects
     assert allowed["allowed"] is True and allowed["decided_by"] == "ADDRESS_RESTRICTION[0].ALLOW '10.0.0.0/8'"
     assert allowed["rule"] == {
