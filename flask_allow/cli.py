@@ -67,7 +67,7 @@ def _app() -> Flask:
     """The app, loaded here when the command came from the ``flask.commands`` entry point, so that a
     ``ConfigError`` raised while loading it is printed as its message and exits 2."""
     if current_app:
-        return current_app._get_current_object()  # type: ignore[attr-defined, no-any-return]
+        return current_app._get_current_object()  # type: ignore[attr-defined]
     ctx = click.get_current_context()
     try:
         app = ctx.ensure_object(ScriptInfo).load_app()

@@ -21,7 +21,7 @@ from .clookup import c_lookup
 from .decision import ALLOW, DENY, Decision, Rule
 from .errors import ConfigError, MatchError
 from .index import RADIX_SHIFT, SpanSet, StaticIndex
-from .lints import RANK_PROXY, Coverage, Denials
+from .lints import RANK_PROXY, Coverage
 from .matcher import Matcher, MatcherContext
 from .registry import MatcherRegistry
 from .throttle import Throttle

@@ -51,7 +51,7 @@ def covers_all(spans: Sequence[Span] | SpanSet) -> list[int]:
 
 def first_spans(spans: Iterable[Span]) -> list[Span]:
     """At most ``SPANS_MAX`` of ``spans``."""
-    found = []
+    found: list[Span] = []
     for span in spans:
         if len(found) == SPANS_MAX:
             break
