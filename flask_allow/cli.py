@@ -304,7 +304,8 @@ def rules_command() -> None:
         click.echo(f"Search: every rule is static, one index searched in {where}")
     elif engine.rules:
         cached = f"cached ({keys.ALLOW_CACHE_SIZE} {engine.cache_size})" if engine.cache_size else "not cached"
-        click.echo(f"Search: static runs in Python between dynamic rules; decisions {cached}")
+        where = "C" if clookup.available() else f"Python ({clookup.why_python()})"
+        click.echo(f"Search: static runs searched in {where} between dynamic rules; decisions {cached}")
     if state.settings.report_only:
         click.echo(f"{keys.ALLOW_REPORT_ONLY}: denials are logged, never enforced")
     proxies = getattr(state, "proxies", None)

@@ -17,6 +17,7 @@ from typing import Any
 
 from .addresses import Span, parse_client
 from .client import Client
+from . import clookup
 from .clookup import c_lookup
 from .decision import ALLOW, DENY, Decision, Rule
 from .errors import ConfigError, MatchError
@@ -137,14 +138,58 @@ def fatal_lints(lints: Iterable[str]) -> list[ConfigError]:
     return [ConfigError(f"{lint} (lints are errors: ALLOW_LINTS_FATAL is True)") for lint in lints]
 
 
-class _Run:
-    """A run of consecutive static rules, compiled into one index."""
+def search_other(index: StaticIndex, rules: tuple[Rule | None, ...]) -> Callable[[str], Rule | None]:
+    """``search(address) -> rules[label]`` over ``index`` in Python, for any address text.
 
-    __slots__ = ("index", "rules")
+    What the C search hands back what it does not parse itself, and the IPv6 path of the inlined
+    Python searches: IPv6 (mapped IPv4 as IPv4), a zone (``fe80::1%eth0``); ``ValueError`` for
+    text that is not an IP address.
+    """
+    high, low, labels6, keys6 = index.v6_high, index.v6_low, index.v6_labels, index.v6_keys
+    pton, from_bytes, search = inet_pton, _from_bytes, bisect_right
+
+    def other(address: str) -> Rule | None:
+        try:
+            packed = pton(AF_INET6, address)
+        except (OSError, TypeError, ValueError):  # IPv4, a zone (fe80::1%eth0), or not an address
+            key = parse_client(address)
+            if key is None:
+                raise ValueError(f"client address {address!r} is not an IP address") from None
+            return rules[index.lookup(*key)]
+        if packed[:12] == _MAPPED:  # ::ffff:a.b.c.d is a.b.c.d
+            return rules[index.lookup(4, from_bytes(packed[12:], "big"))]
+        if keys6 is not None:
+            return rules[labels6[search(keys6, packed) - 1]]
+        top = from_bytes(packed[:8], "big")
+        i = search(high, top)
+        if high[i - 1] == top:  # boundaries share this high half: the low halves decide
+            i = search(low, from_bytes(packed[8:], "big"), bisect_left(high, top, 0, i), i)
+        return rules[labels6[i - 1]]
+
+    return other
+
+
+def run_search(index: StaticIndex, rules: tuple[Rule | None, ...]) -> Callable[[str], Rule | None] | None:
+    """The C search of one run's index by address text (``rules[label]``), or None without C.
+
+    Every run gets it, so a list with dynamic rules keeps searching its static runs in C.
+    """
+    return c_lookup(index, rules, search_other(index, rules))
+
+
+class _Run:
+    """A run of consecutive static rules, compiled into one index.
+
+    ``search(address)`` is its C search (None when indexes are searched in Python).
+    """
+
+    __slots__ = ("by_label", "index", "rules", "search")
 
     def __init__(self, rules: list[Rule], spans: list[list[Span] | SpanSet]) -> None:
         self.rules = rules
         self.index = StaticIndex(spans)
+        self.by_label: tuple[Rule | None, ...] = (None, *rules)
+        self.search = run_search(self.index, self.by_label)
 
 
 def static_spans(matcher: Matcher) -> list[Span] | SpanSet | None:
@@ -202,6 +247,8 @@ class Engine:
         self.lints: list[str] = []
         self._unparsable = Throttle()
         self._compile()
+        if rules:
+            clookup.say_if_missing(self.logger)
         #: Whether every rule is static (the whole list is one index, or empty).
         self.static = all(isinstance(s, _Run) for s in self._segments)
         #: Whether decisions are cached: for lists with dynamic rules, unless ``cache_size`` is 0.
@@ -211,7 +258,7 @@ class Engine:
         self._index = only.index if isinstance(only, _Run) else StaticIndex([])
         self._by_label: tuple[Rule | None, ...] | None = None
         if self.static:
-            self._by_label = (None, *only.rules) if isinstance(only, _Run) else (None,)
+            self._by_label = only.by_label if isinstance(only, _Run) else (None,)
         self.lookup = self._make_lookup(self._cache)
 
     def _compile(self) -> None:
@@ -279,14 +326,30 @@ class Engine:
         if not isinstance(only, _Run):
             get = cache.get
             slow = self._slow_lookup
+            head = self._segments[0] if self._segments else None
+            first = head.search if isinstance(head, _Run) else None
+            if first is None:
 
-            def lookup(address: str) -> Rule | None:
+                def lookup(address: str) -> Rule | None:
+                    rule = get(address, _MISS)
+                    if rule is _MISS:
+                        return slow(address, cache)
+                    return rule
+
+                return lookup
+
+            # The static rules before the first dynamic one decide in C from the text alone
+            # (no Client, no cache probe); the rest is matched from the second segment on.
+            def lookup_head(address: str) -> Rule | None:
+                rule = first(address)
+                if rule is not None:
+                    return rule
                 rule = get(address, _MISS)
                 if rule is _MISS:
-                    return slow(address, cache)
+                    return slow(address, cache, 1)
                 return rule
 
-            return lookup
+            return lookup_head
         # One index holds every rule: an IPv4 client is parsed and searched right here (no
         # Client, no Decision); anything else (IPv6, mapped, not an address) takes ``other``.
         index = only.index
@@ -295,30 +358,11 @@ class Engine:
         labels = index.v4_labels
         pton, family, from_bytes, search = inet_pton, AF_INET, _from_bytes, bisect_right
 
-        high, low, labels6, keys6 = index.v6_high, index.v6_low, index.v6_labels, index.v6_keys
-
-        def other(address: str) -> Rule | None:
-            try:
-                packed = pton(AF_INET6, address)
-            except (OSError, TypeError, ValueError):  # a zone (fe80::1%eth0), or not an address
-                key = parse_client(address)
-                if key is None:
-                    raise ValueError(f"client address {address!r} is not an IP address") from None
-                return rules[index.lookup(*key)]
-            if packed[:12] == _MAPPED:  # ::ffff:a.b.c.d is a.b.c.d
-                return rules[index.lookup(4, from_bytes(packed[12:], "big"))]
-            if keys6 is not None:
-                return rules[labels6[search(keys6, packed) - 1]]
-            top = from_bytes(packed[:8], "big")
-            i = search(high, top)
-            if high[i - 1] == top:  # boundaries share this high half: the low halves decide
-                i = search(low, from_bytes(packed[8:], "big"), bisect_left(high, top, 0, i), i)
-            return rules[labels6[i - 1]]
-
-        fast = c_lookup(index, rules, other)
+        fast = only.search  # the C search, made once with the run
         if fast is not None:
             self.searched_in = "C"
             return fast
+        other = search_other(index, rules)
         keys = index.v4_keys
         if keys is not None:
 
@@ -363,26 +407,33 @@ class Engine:
 
         return lookup_pair
 
-    def _slow_lookup(self, address: str, cache: dict[str, Rule | None]) -> Rule | None:
+    def _slow_lookup(self, address: str, cache: dict[str, Rule | None], start: int = 0) -> Rule | None:
         client = Client(address)
         if client.key is None:
             raise ValueError(f"client address {address!r} is not an IP address")
-        return self._lookup(client, cache)
+        return self._lookup(client, cache, start)
 
-    def _lookup(self, client: Client, cache: dict[str, Rule | None]) -> Rule | None:
+    def _lookup(self, client: Client, cache: dict[str, Rule | None], start: int = 0) -> Rule | None:
         """Match and remember in ``cache`` (the one that was current when the lookup began)."""
-        rule, cacheable = self._match(client)
+        rule, cacheable = self._match(client, start)
         if cacheable and self._caching:
             if len(cache) >= self.cache_size:
                 cache.clear()
             cache[client.address] = rule
         return rule
 
-    def _match(self, client: Client) -> tuple[Rule | None, bool]:
+    def _match(self, client: Client, start: int = 0) -> tuple[Rule | None, bool]:
+        """The first rule that matches, from segment ``start`` on, and whether it may be cached."""
         family, value = client.key  # type: ignore[misc]
         cacheable = True
-        for segment in self._segments:
+        for segment in self._segments[start:] if start else self._segments:
             if type(segment) is _Run:
+                search = segment.search
+                if search is not None:
+                    found = search(client.address)
+                    if found is not None:
+                        return found, cacheable
+                    continue
                 label = segment.index.lookup(family, value)
                 if label:
                     return segment.rules[label - 1], cacheable

@@ -266,7 +266,7 @@ def test_rules(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     assert table[4][:6] == ["3", "ADDRESS_RESTRICTION[3].DENY", "DENY", "odd", "'odd:'", "dynamic"]
     text = result.output
     assert "Default (ALLOW_DEFAULT): allow" in text
-    assert "Search: static runs in Python between dynamic rules; decisions cached (ALLOW_CACHE_SIZE 65536)" in text
+    assert "Search: static runs searched in C between dynamic rules; decisions cached (ALLOW_CACHE_SIZE 65536)" in text
     assert "Trusted proxies (ALLOW_TRUSTED_PROXIES), header X-Forwarded-For (list):" in text
     assert "ALLOW_TRUSTED_PROXIES[0]  '10.0.0.1'" in text and "'unix:'" in text
     assert "view:test_cli.app.<locals>.health: exempt" in text
