@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
+from . import clookup
 from .addresses import Span, parse_client
 from .client import Client
-from . import clookup
 from .clookup import c_lookup
 from .decision import ALLOW, DENY, Decision, Rule
 from .errors import ConfigError, MatchError
