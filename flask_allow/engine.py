@@ -10,6 +10,7 @@ answers as fast as a cache would.
 from __future__ import annotations
 
 import logging
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from socket import AF_INET, AF_INET6, inet_pton
@@ -27,6 +28,8 @@ from .matcher import Matcher, MatcherContext
 from .registry import MatcherRegistry
 from .throttle import Throttle
 
+#: Seconds of reading and compiling a run of static rules past which the time is logged (INFO).
+SLOW = 1.0
 _MISS: Any = object()
 _from_bytes = int.from_bytes
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
@@ -102,6 +105,7 @@ def build_rule(
     text = value.strip()
     if not text:
         raise ConfigError("empty rule value", location, value)
+    started = time.perf_counter()
     try:
         cls, argument = registry.resolve(text)
         matcher = cls(argument, make_context(location))
@@ -111,7 +115,9 @@ def build_rule(
         raise ConfigError(str(exc) if repr(text) in str(exc) else f"{value!r}: {exc}", location, value) from exc
     except Exception as exc:  # a plugin's bug is still this rule's error, reported at start-up
         raise ConfigError(f"{value!r}: {type(exc).__name__}: {exc}", location, value) from exc
-    return Rule(action, text, location, matcher, index)
+    rule = Rule(action, text, location, matcher, index)
+    rule.seconds = time.perf_counter() - started  # reading a list file happens here
+    return rule
 
 
 def combine(errors: Sequence[ConfigError]) -> ConfigError:
@@ -267,14 +273,16 @@ class Engine:
         covers = Coverage()
         errors: list[ConfigError] = []
         for rule in self.rules:
+            started = time.perf_counter()
             try:
                 spans = static_spans(rule.matcher)
             except Exception as exc:  # a plugin's networks() holding a bad entry: that rule's error
                 errors.append(ConfigError(f"{rule.spec!r}: {type(exc).__name__}: {exc}", rule.location, rule.spec))
                 continue
+            rule.seconds += time.perf_counter() - started
             if spans is None:
                 if run_rules:
-                    self._segments.append(_Run(run_rules, run_spans))
+                    self._add_run(run_rules, run_spans)
                     run_rules, run_spans = [], []
                 self._segments.append(rule)
                 continue
@@ -286,10 +294,27 @@ class Engine:
             self.close()
             raise combine(errors)
         if run_rules:
-            self._segments.append(_Run(run_rules, run_spans))
+            self._add_run(run_rules, run_spans)
         del run_spans
         self._lints, self._denials = covers.lints(self.rules, self.default_allow, self._segments)
         self.lints = self._lints + self._denials.lints()
+
+    def _add_run(self, rules: list[Rule], spans: list[list[Span] | SpanSet]) -> None:
+        """Compile a run; say what took the time when reading and compiling it took over ``SLOW`` s."""
+        started = time.perf_counter()
+        run = _Run(rules, spans)
+        self._segments.append(run)
+        seconds = time.perf_counter() - started + sum(rule.seconds for rule in rules)
+        if seconds > SLOW:
+            biggest = sorted(zip(map(len, spans), rules, strict=True), key=lambda pair: -pair[0])
+            named = ", ".join(rule.describe() for _, rule in biggest[:3]) + (", ..." if len(rules) > 3 else "")
+            self.logger.info(
+                "flask_allow: %s: %s entries read and compiled in %.1f s (once per process: under gunicorn, "
+                "--preload compiles before the workers fork)",
+                named,
+                f"{run.index.size:,}",
+                seconds,
+            )
 
     def protect(self, spans: Iterable[Span], whose: str) -> None:
         """Lint the DENY rules that decide for some address of ``spans`` (a trusted proxy's)."""

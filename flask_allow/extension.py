@@ -12,6 +12,7 @@ from flask import Flask, Request, abort, current_app, has_app_context, request
 from werkzeug.wrappers import Response
 
 from . import config as keys
+from . import logsource
 from .accesslog import AccessLog
 from .client import Client
 from .decision import Decision
@@ -27,6 +28,7 @@ EXTENSION_KEY = "flask_allow"
 DECISION_ENVIRON_KEY = "flask_allow.decision"
 log = logging.getLogger("flask_allow")
 log.addHandler(logging.NullHandler())
+logsource.attach(log)
 
 
 def _calls(hook: Any) -> list[tuple[Callable[..., Any], tuple[str, ...]]] | None:
@@ -362,6 +364,7 @@ class FlaskAllow:
             if existing.extension is self:
                 return  # already guarding this app: never a second hook or handler
             raise RuntimeError("this app is already guarded by another FlaskAllow instance")
+        logsource.attach(app.logger)  # "WARNING in flask_allow", never "in refresher"
         state = AppState(app, self)
         app.extensions[EXTENSION_KEY] = state
         try:
