@@ -6,7 +6,7 @@ import functools
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from flask import Flask, Request, abort, current_app, has_app_context, request
 from werkzeug.wrappers import Response
@@ -24,6 +24,8 @@ from .plugins import make_plugin_manager
 from .registry import MatcherRegistry
 from .routes import RouteMarks, RouteTable, unreadable_client
 
+#: A view function, View class or Blueprint, whose type ``exempt`` and ``restrict`` keep.
+T = TypeVar("T")
 EXTENSION_KEY = "flask_allow"
 DECISION_ENVIRON_KEY = "flask_allow.decision"
 log = logging.getLogger("flask_allow")
@@ -400,6 +402,12 @@ class FlaskAllow:
             raise RuntimeError("flask_allow is not initialised on this app (call init_app)")
         return state
 
+    @overload
+    def exempt(self, target: None = None) -> Callable[[T], T]: ...
+
+    @overload
+    def exempt(self, target: T) -> T: ...
+
     def exempt(self, target: Any = None) -> Any:
         """Skip the global rules for a view (``@allow.exempt``), a View class or a blueprint.
 
@@ -409,7 +417,7 @@ class FlaskAllow:
             return self.route_marks.exempt
         return self.route_marks.exempt(target)
 
-    def restrict(self, rules: Sequence[Any], default: str = "deny") -> Callable[[Any], Any]:
+    def restrict(self, rules: Sequence[Any], default: str = "deny") -> Callable[[T], T]:
         """Add rules (``ADDRESS_RESTRICTION`` format) for a view, View class or blueprint.
 
         They are evaluated after the global rules allowed the request; when none matches,

@@ -69,6 +69,7 @@ def package_source(target: Path, everything: bool = False) -> Path:
     shutil.copytree(REPO_ROOT / "flask_allow", target / "flask_allow", ignore=skip)
     return target
 
+
 MakeApp = Callable[..., Flask]
 
 

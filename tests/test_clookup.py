@@ -21,7 +21,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, MakeApp, checkout_environ, flask_allow_command, package_source, status
+from conftest import MakeApp, checkout_environ, flask_allow_command, package_source, status
 from flask import request
 
 from flask_allow import Client, Decision

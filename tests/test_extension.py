@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, MakeApp, get, lines, new_app, package_source, status
+from conftest import MakeApp, get, lines, new_app, package_source, status
 from flask import Flask, Response, request
 
 from flask_allow import Client, Decision, FlaskAllow, hookimpl

@@ -12,8 +12,7 @@ from pathlib import Path
 from conftest import package_source
 
 BUILD = (  # setuptools' PEP 517 backend, called directly: offline, no isolation, no 'build' package
-    "import sys; from setuptools import build_meta as backend; "
-    "print(getattr(backend, sys.argv[1])(sys.argv[2]))"
+    "import sys; from setuptools import build_meta as backend; print(getattr(backend, sys.argv[1])(sys.argv[2]))"
 )
 
 
@@ -76,7 +75,9 @@ def test_wheel_holds_the_package_and_the_licence(tmp_path: Path) -> None:
     assert "GNU GENERAL PUBLIC LICENSE" in licence and "Version 2, June 1991" in licence
     assert metadata["License-Expression"] == "GPL-2.0-only"
     assert "yaml" in metadata.get_all("Provides-Extra")
-    assert any(r.startswith("pyyaml") and 'extra == "yaml"' in r for r in map(str.lower, metadata.get_all("Requires-Dist")))
+    assert any(
+        r.startswith("pyyaml") and 'extra == "yaml"' in r for r in map(str.lower, metadata.get_all("Requires-Dist"))
+    )
     classifiers = metadata.get_all("Classifier")
     assert "Programming Language :: Python :: 3.11" in classifiers
     assert not [c for c in classifiers if c.startswith("License ::")]  # the SPDX expression says it
