@@ -107,6 +107,71 @@ def build_linear(path: Path, family: int) -> tuple[Lookup, Any]:
     return decide, networks
 
 
+def _never() -> Any:
+    """A dynamic rule type that never matches (``never:``), to split a list into two static runs."""
+    from flask_allow import Matcher
+
+    class Never(Matcher):
+        prefix = "never"
+        takes_value = False
+        cacheable = False  # every decision searches the runs: what is measured here
+
+        def matches(self, client: Any) -> bool:
+            return False
+
+    return Never
+
+
+def build_mixed(path: Path, family: int, pure: bool = False) -> tuple[Lookup, Any]:
+    """The list, one dynamic rule, the list again: two static runs around a dynamic rule."""
+    from flask import Flask
+
+    from flask_allow import FlaskAllow, hookimpl
+    from flask_allow.clookup import ENVIRON_KEY
+
+    never = _never()
+
+    class Plugin:
+        @hookimpl
+        def flask_allow_matchers(self) -> list[Any]:
+            return [never]
+
+    app = Flask("bench")
+    app.config.update(
+        ADDRESS_RESTRICTION=[{"DENY": f"file:{path}"}, {"DENY": "never:"}, {"ALLOW": f"file:{path}"}],
+        ALLOW_LOAD_ENTRY_POINTS=False,
+    )
+    saved = os.environ.pop(ENVIRON_KEY, None)
+    if pure:
+        os.environ[ENVIRON_KEY] = "1"
+    try:
+        FlaskAllow(app, plugins=[Plugin()])
+    finally:
+        os.environ.pop(ENVIRON_KEY, None)
+        if saved is not None:
+            os.environ[ENVIRON_KEY] = saved
+    return app.extensions["flask_allow"].engine.lookup, app
+
+
+def measure_mixed(lists: dict[tuple[int, int], Path], stream: list[str], rounds: int, budget: float) -> list[Any]:
+    """Static + dynamic + static against the all-static list: the runs searched in C and in Python."""
+    rows = []
+    for (n, family), path in lists.items():
+        if family != 4:
+            continue
+        lookups = {
+            "all static": build_flask_allow(path, family)[0],
+            "mixed": build_mixed(path, family)[0],
+            "mixed (Python)": build_mixed(path, family, pure=True)[0],
+        }
+        found = measure_decisions(lookups, stream, rounds, budget)
+        med = {name: statistics.median(values) * 1e9 for name, values in found.items()}
+        py, lo, hi = common.ratio(found, "mixed (Python)", "mixed")
+        ratio = f"{py:.2f} ({common.spread(lo, hi)})"
+        rows.append([f"{n:,}", med["all static"], med["mixed"], med["mixed (Python)"], ratio])
+    return rows
+
+
 BUILDERS: dict[str, Callable[[Path, int], tuple[Lookup, Any]]] = {
     "flask_allow": build_flask_allow,
     "flask_allow (Python)": build_flask_allow_python,
@@ -348,6 +413,7 @@ def main() -> None:
             )
             results["builds"].append({"n": n, "family": family, **builds})
         del base_kept, base_tree
+        mixed_rows = measure_mixed(lists, distinct, rounds, budget)
     common.table(
         [
             "N",
@@ -384,7 +450,13 @@ def main() -> None:
         "Building from a list file (fresh process each; flask_allow: parsing the file and compiling "
         "the rule; MiB: resident memory retained after the build)",
     )
-    results["tables"] = {"decisions": decision_rows, "builds": build_rows}
+    common.table(
+        ["N", "all static ns", "static + dynamic + static ns", "same, runs in Python ns", "Python ÷ C runs"],
+        mixed_rows,
+        "A list split by one dynamic rule (never matches, not cached): its two static runs searched in C "
+        "(as since 3.1) and in Python (as before), distinct clients",
+    )
+    results["tables"] = {"decisions": decision_rows, "builds": build_rows, "mixed": mixed_rows}
     if args.chart:
         try:
             chart(results["decisions"], Path(args.chart))

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 
 from . import clookup
 from . import config as keys
+from .addresses import looks_like_address, parse_client, parse_span
 from .errors import ConfigError
 from .routes import GLOBAL
 
@@ -43,8 +44,45 @@ def register(app: Flask) -> None:
         app.cli.add_command(cli)
 
 
+def config_error_of(error: BaseException | None) -> ConfigError | None:
+    """The ``ConfigError`` an exception is or was raised from (an app factory may wrap it)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConfigError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def print_config_error(error: ConfigError) -> None:
+    """Print every error of a ``ConfigError``, one a line, with its location (no traceback)."""
+    for single in error.errors:
+        click.echo(f"Error: {single}", err=True)
+    count = len(error.errors)
+    click.echo(f"flask_allow: {count} configuration error{'s' if count != 1 else ''}; the app did not start", err=True)
+
+
+def _app() -> Flask:
+    """The app, loaded here when the command came from the ``flask.commands`` entry point, so that a
+    ``ConfigError`` raised while loading it is printed as its message and exits 2."""
+    if current_app:
+        return current_app._get_current_object()  # type: ignore[attr-defined]
+    ctx = click.get_current_context()
+    try:
+        app = ctx.ensure_object(ScriptInfo).load_app()
+    except Exception as exc:
+        error = config_error_of(exc)
+        if error is None:
+            raise
+        print_config_error(error)
+        raise SystemExit(EXIT_USAGE) from None
+    ctx.with_resource(app.app_context())
+    return app
+
+
 def _state() -> AppState:
-    state = current_app.extensions.get("flask_allow")
+    state = _app().extensions.get("flask_allow")
     if state is None:
         click.echo("Error: flask_allow is not initialised on this app", err=True)
         raise SystemExit(EXIT_USAGE)
@@ -119,7 +157,8 @@ def simulate(
         "method": method,
         "path": path,
         "endpoint": endpoint,
-        "client": client.address,
+        "client": str(client.ip) if client.ip is not None else client.address,
+        "client_address": client.address,
         "via": list(client.via),
         "how": _how(state, decision, address),
         "allowed": decision.allowed,
@@ -156,7 +195,9 @@ def _print_result(result: dict[str, Any]) -> None:
     if not result["enforced"] and not result["allowed"]:
         verdict += " (report-only: the request would be let through)"
     click.echo(f"{result['address']} {result['method']} {result['path']}: {verdict}")
-    click.echo(f"  client:     {result['client'] or '-'} ({result['how']})")
+    sent = result["client_address"]
+    normalised = f"{sent} normalised; " if sent and sent != result["client"] else ""
+    click.echo(f"  client:     {result['client'] or '-'} ({normalised}{result['how']})")
     endpoint = result["endpoint"]
     lists = ", then ".join(result["rule_lists"]) or "none (exempt)"
     click.echo(f"  route:      {'no route matches' if endpoint is None else repr(endpoint)}; rules: {lists}")
@@ -174,7 +215,23 @@ def _print_result(result: dict[str, Any]) -> None:
             )
 
 
-@cli.command("check")
+def _check_address(address: str) -> None:
+    """Refuse, as a usage error, an ADDRESS that is not one IP address (it would only be denied)."""
+    if not address or address.startswith("unix:") or parse_client(address) is not None:  # "": a unix-socket peer
+        return
+    if looks_like_address(address):
+        try:
+            parse_span(address)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+        raise click.BadParameter(f"{address!r} is a network or range; give one address", param_hint="ADDRESS")
+    raise click.BadParameter(
+        f"{address!r} is not an IP address: check takes the socket peer's address (host names are not looked up)",
+        param_hint="ADDRESS",
+    )
+
+
+@cli.command("check", with_appcontext=False)
 @click.argument("addresses", nargs=-1, required=True)
 @click.option("--path", default="/", show_default=True, help="The path (or full URL) of the simulated request.")
 @click.option("--method", default="GET", show_default=True, help="The HTTP method of the simulated request.")
@@ -189,6 +246,8 @@ def check_command(addresses: tuple[str, ...], path: str, method: str, headers: t
     parsed = [_parse_header(h) for h in headers]
     if not (path.startswith("/") or re.match(r"https?://", path)):
         raise click.BadParameter(f"{path!r} must start with '/' (or be an http(s) URL)", param_hint="'--path'")
+    for address in addresses:
+        _check_address(address)
     state = _state()
     denied = False
     for address in addresses:
@@ -227,12 +286,12 @@ def _kind(rule: Rule) -> str:
     return "static" if rule.static else "dynamic"
 
 
-@cli.command("rules")
+@cli.command("rules", with_appcontext=False)
 def rules_command() -> None:
     """Show the compiled rules in evaluation order, the default, trusted proxies, route rules and lints."""
     state = _state()
     engine = state.engine
-    lints = list(engine.lints)
+    lints = state.lints()
     click.echo(f"{keys.ADDRESS_RESTRICTION} (first match wins):")
     if engine.rules:
         _table(_rule_rows(engine.rules))
@@ -245,12 +304,12 @@ def rules_command() -> None:
         click.echo(f"Search: every rule is static, one index searched in {where}")
     elif engine.rules:
         cached = f"cached ({keys.ALLOW_CACHE_SIZE} {engine.cache_size})" if engine.cache_size else "not cached"
-        click.echo(f"Search: static runs in Python between dynamic rules; decisions {cached}")
+        where = "C" if clookup.available() else f"Python ({clookup.why_python()})"
+        click.echo(f"Search: static runs searched in {where} between dynamic rules; decisions {cached}")
     if state.settings.report_only:
         click.echo(f"{keys.ALLOW_REPORT_ONLY}: denials are logged, never enforced")
     proxies = getattr(state, "proxies", None)
     if proxies is not None:
-        lints.extend(proxies.lints)
         if proxies.active:
             click.echo(f"Trusted proxies ({keys.ALLOW_TRUSTED_PROXIES}), header {proxies.header} ({proxies.kind}):")
             rows = [["location", "value", "type", "holds"]]
@@ -271,7 +330,6 @@ def rules_command() -> None:
             click.echo(f"  {restriction.label}: default {default}")
             if route_engine.rules:
                 _table(_rule_rows(route_engine.rules), indent="    ")
-            lints.extend(route_engine.lints)
         endpoints = []
         for endpoint in sorted(state.app.view_functions):
             chain = routes.chain(endpoint)
@@ -292,7 +350,7 @@ def rules_command() -> None:
 # -------------------------------------------------------------------------
 
 
-@cli.command("plugins")
+@cli.command("plugins", with_appcontext=False)
 def plugins_command() -> None:
     """Show every plugin, where it came from, its hooks and the rule types it provides."""
     state = _state()
@@ -430,15 +488,22 @@ def validate_config(data: Any, root_path: str, plugins: Iterable[object] = ()) -
     return errors, list(collect.messages)
 
 
-def run_test_config(path: str, root_path: str | None, plugins: Iterable[object] = ()) -> int:
-    """Print every error and warning of a config file; return the exit status."""
+def run_test_config(path: str, root_path: str | None, plugins: Iterable[object] = (), strict: bool = False) -> int:
+    """Print every error and warning of a config file; return the exit status.
+
+    ``strict`` turns the start-up lints into errors, as ``ALLOW_LINTS_FATAL = True`` does.
+    """
     try:
         data = load_config_file(path)
     except (OSError, ValueError) as exc:
         click.echo(f"{path}: error: cannot read: {exc}")
         return EXIT_DENIED
+    if strict and isinstance(data, dict):
+        data = {**data, keys.ALLOW_LINTS_FATAL: True}
     root = root_path or os.path.dirname(os.path.abspath(path))
     errors, warnings = validate_config(data, root, plugins)
+    said = [str(error) for error in errors]
+    warnings = [w for w in warnings if not any(w in error for error in said)]  # a lint made an error
     for warning in warnings:
         click.echo(f"{path}: warning: {warning}")
     for error in errors:
@@ -455,18 +520,24 @@ _ROOT = click.Path(exists=True, file_okay=False)
 _ROOT_HELP = "Where relative file: paths are taken from (default: the app's root path, or the file's directory)."
 
 
-@cli.command("test-config")
+_STRICT_HELP = f"Report the start-up lints as errors (as {keys.ALLOW_LINTS_FATAL} = True does)."
+
+
+@cli.command("test-config", with_appcontext=False)
 @click.argument("file", type=_FILE)
 @click.option("--root-path", type=_ROOT, default=None, help=_ROOT_HELP)
-def test_config_command(file: str, root_path: str | None) -> None:
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
+def test_config_command(file: str, root_path: str | None, strict: bool) -> None:
     """Check a JSON, TOML or YAML file of config keys, reporting every error with its location.
 
     The keys are applied to a throwaway app with this app's constructor plugins, so the check
-    takes the same path as init_app. Exit status: 0 when clean, 1 on any error, 2 on a usage error.
+    takes the same path as init_app. Exit status: 0 when clean, 1 on any error, 2 on a usage error
+    (or when the app itself does not start).
     """
-    state = current_app.extensions.get("flask_allow")
+    app = _app()
+    state = app.extensions.get("flask_allow")
     plugins = state.extension.plugins if state is not None else ()
-    raise SystemExit(run_test_config(file, root_path or current_app.root_path, plugins))
+    raise SystemExit(run_test_config(file, root_path or app.root_path, plugins, strict))
 
 
 @click.group("flask_allow")
@@ -477,9 +548,10 @@ def main() -> None:
 @main.command("test-config")
 @click.argument("file", type=_FILE)
 @click.option("--root-path", type=_ROOT, default=None, help=_ROOT_HELP)
-def _standalone_test_config(file: str, root_path: str | None) -> None:
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
+def _standalone_test_config(file: str, root_path: str | None, strict: bool) -> None:
     """Check a JSON, TOML or YAML file of config keys, reporting every error with its location."""
-    raise SystemExit(run_test_config(file, root_path))
+    raise SystemExit(run_test_config(file, root_path, strict=strict))
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess

@@ -8,6 +8,7 @@ one is about three times faster, which is what lets a lookup keep up with a C tr
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ except ImportError:  # installed without a C compiler
     _lookup = None  # type: ignore[assignment]
 
 ENVIRON_KEY = "FLASK_ALLOW_PURE_PYTHON"
+_said: list[bool] = []  # whether the missing C module was reported (once per process)
 
 
 def available() -> bool:
@@ -62,3 +64,13 @@ def why_python() -> str | None:
     if not available():
         return f"{ENVIRON_KEY} is set"
     return None
+
+
+def say_if_missing(logger: logging.Logger) -> None:
+    """Say once per process, at INFO, that the C module was not built (an install without a compiler)."""
+    if _lookup is None and not _said:
+        _said.append(True)
+        logger.info(
+            "flask_allow: the C search (flask_allow._lookup) was not built, likely for want of a C "
+            "compiler at install time: indexes are searched in Python (same answers, slower)"
+        )

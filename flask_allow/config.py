@@ -58,6 +58,11 @@ ALLOW_PROXY_HEADER = "ALLOW_PROXY_HEADER"
 #: lists, feed copies, databases); a change is swapped in by every process. 0 turns watching off.
 ALLOW_WATCH_INTERVAL = "ALLOW_WATCH_INTERVAL"
 
+# -- start-up checks --------------------------------------------------------------
+#: Turn every start-up lint (a rule that can never match, a DENY covering localhost, a trusted
+#: proxy or private clients) into a ``ConfigError``: True or False (for CI).
+ALLOW_LINTS_FATAL = "ALLOW_LINTS_FATAL"
+
 DEFAULTS: dict[str, Any] = {
     ADDRESS_RESTRICTION: None,
     ACCESS_LOG: None,
@@ -80,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
     ALLOW_TRUSTED_PROXIES: (),
     ALLOW_PROXY_HEADER: "X-Forwarded-For",
     ALLOW_WATCH_INTERVAL: 5.0,
+    ALLOW_LINTS_FATAL: False,
 }
 
 #: ``ACCESS_LOG`` dict keys and their defaults (2.0.x names).
@@ -142,6 +148,7 @@ class Settings:
         self.deny_status = status if status in default_exceptions else DEFAULTS[ALLOW_DENY_STATUS]
         self.report_only = _flag(config, ALLOW_REPORT_ONLY, collected)
         self.load_entry_points = _flag(config, ALLOW_LOAD_ENTRY_POINTS, collected)
+        self.lints_fatal = _flag(config, ALLOW_LINTS_FATAL, collected)
         size = get(config, ALLOW_CACHE_SIZE)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             collected.append(ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size))

@@ -15,7 +15,7 @@ DENY = "DENY"
 class Rule:
     """One compiled rule: ``action`` (ALLOW or DENY), ``spec`` as written, ``location`` in config."""
 
-    __slots__ = ("action", "allowed", "index", "location", "matcher", "spec", "static")
+    __slots__ = ("action", "allowed", "index", "location", "matcher", "seconds", "spec", "static")
 
     def __init__(self, action: str, spec: str, location: str, matcher: Matcher, index: int) -> None:
         self.action = action
@@ -27,6 +27,8 @@ class Rule:
         self.allowed = action == ALLOW
         #: Whether the rule's addresses are known at start-up (compiled into an index).
         self.static = False
+        #: Seconds spent building the rule and collecting its networks (a list file's reading).
+        self.seconds = 0.0
 
     @property
     def type(self) -> str:

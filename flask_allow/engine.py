@@ -10,21 +10,26 @@ answers as fast as a cache would.
 from __future__ import annotations
 
 import logging
+import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any
 
-from .addresses import V4_MAX, V6_MAX, Span, parse_client
+from . import clookup
+from .addresses import Span, parse_client
 from .client import Client
 from .clookup import c_lookup
 from .decision import ALLOW, DENY, Decision, Rule
 from .errors import ConfigError, MatchError
 from .index import RADIX_SHIFT, SpanSet, StaticIndex
+from .lints import RANK_PROXY, Coverage
 from .matcher import Matcher, MatcherContext
 from .registry import MatcherRegistry
 from .throttle import Throttle
 
+#: Seconds of reading and compiling a run of static rules past which the time is logged (INFO).
+SLOW = 1.0
 _MISS: Any = object()
 _from_bytes = int.from_bytes
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
@@ -100,6 +105,7 @@ def build_rule(
     text = value.strip()
     if not text:
         raise ConfigError("empty rule value", location, value)
+    started = time.perf_counter()
     try:
         cls, argument = registry.resolve(text)
         matcher = cls(argument, make_context(location))
@@ -109,7 +115,9 @@ def build_rule(
         raise ConfigError(str(exc) if repr(text) in str(exc) else f"{value!r}: {exc}", location, value) from exc
     except Exception as exc:  # a plugin's bug is still this rule's error, reported at start-up
         raise ConfigError(f"{value!r}: {type(exc).__name__}: {exc}", location, value) from exc
-    return Rule(action, text, location, matcher, index)
+    rule = Rule(action, text, location, matcher, index)
+    rule.seconds = time.perf_counter() - started  # reading a list file happens here
+    return rule
 
 
 def combine(errors: Sequence[ConfigError]) -> ConfigError:
@@ -131,14 +139,63 @@ def combine(errors: Sequence[ConfigError]) -> ConfigError:
     return error
 
 
-class _Run:
-    """A run of consecutive static rules, compiled into one index."""
+def fatal_lints(lints: Iterable[str]) -> list[ConfigError]:
+    """Each lint as a ``ConfigError`` (``ALLOW_LINTS_FATAL``)."""
+    return [ConfigError(f"{lint} (lints are errors: ALLOW_LINTS_FATAL is True)") for lint in lints]
 
-    __slots__ = ("index", "rules")
+
+def search_other(index: StaticIndex, rules: tuple[Rule | None, ...]) -> Callable[[str], Rule | None]:
+    """``search(address) -> rules[label]`` over ``index`` in Python, for any address text.
+
+    What the C search hands back what it does not parse itself, and the IPv6 path of the inlined
+    Python searches: IPv6 (mapped IPv4 as IPv4), a zone (``fe80::1%eth0``); ``ValueError`` for
+    text that is not an IP address.
+    """
+    high, low, labels6, keys6 = index.v6_high, index.v6_low, index.v6_labels, index.v6_keys
+    pton, from_bytes, search = inet_pton, _from_bytes, bisect_right
+
+    def other(address: str) -> Rule | None:
+        try:
+            packed = pton(AF_INET6, address)
+        except (OSError, TypeError, ValueError):  # IPv4, a zone (fe80::1%eth0), or not an address
+            key = parse_client(address)
+            if key is None:
+                raise ValueError(f"client address {address!r} is not an IP address") from None
+            return rules[index.lookup(*key)]
+        if packed[:12] == _MAPPED:  # ::ffff:a.b.c.d is a.b.c.d
+            return rules[index.lookup(4, from_bytes(packed[12:], "big"))]
+        if keys6 is not None:
+            return rules[labels6[search(keys6, packed) - 1]]
+        top = from_bytes(packed[:8], "big")
+        i = search(high, top)
+        if high[i - 1] == top:  # boundaries share this high half: the low halves decide
+            i = search(low, from_bytes(packed[8:], "big"), bisect_left(high, top, 0, i), i)
+        return rules[labels6[i - 1]]
+
+    return other
+
+
+def run_search(index: StaticIndex, rules: tuple[Rule | None, ...]) -> Callable[[str], Rule | None] | None:
+    """The C search of one run's index by address text (``rules[label]``), or None without C.
+
+    Every run gets it, so a list with dynamic rules keeps searching its static runs in C.
+    """
+    return c_lookup(index, rules, search_other(index, rules))
+
+
+class _Run:
+    """A run of consecutive static rules, compiled into one index.
+
+    ``search(address)`` is its C search (None when indexes are searched in Python).
+    """
+
+    __slots__ = ("by_label", "index", "rules", "search")
 
     def __init__(self, rules: list[Rule], spans: list[list[Span] | SpanSet]) -> None:
         self.rules = rules
         self.index = StaticIndex(spans)
+        self.by_label: tuple[Rule | None, ...] = (None, *rules)
+        self.search = run_search(self.index, self.by_label)
 
 
 def static_spans(matcher: Matcher) -> list[Span] | SpanSet | None:
@@ -196,6 +253,8 @@ class Engine:
         self.lints: list[str] = []
         self._unparsable = Throttle()
         self._compile()
+        if rules:
+            clookup.say_if_missing(self.logger)
         #: Whether every rule is static (the whole list is one index, or empty).
         self.static = all(isinstance(s, _Run) for s in self._segments)
         #: Whether decisions are cached: for lists with dynamic rules, unless ``cache_size`` is 0.
@@ -205,23 +264,25 @@ class Engine:
         self._index = only.index if isinstance(only, _Run) else StaticIndex([])
         self._by_label: tuple[Rule | None, ...] | None = None
         if self.static:
-            self._by_label = (None, *only.rules) if isinstance(only, _Run) else (None,)
+            self._by_label = only.by_label if isinstance(only, _Run) else (None,)
         self.lookup = self._make_lookup(self._cache)
 
     def _compile(self) -> None:
         run_rules: list[Rule] = []
         run_spans: list[list[Span] | SpanSet] = []
-        covers = _Coverage()
+        covers = Coverage()
         errors: list[ConfigError] = []
         for rule in self.rules:
+            started = time.perf_counter()
             try:
                 spans = static_spans(rule.matcher)
             except Exception as exc:  # a plugin's networks() holding a bad entry: that rule's error
                 errors.append(ConfigError(f"{rule.spec!r}: {type(exc).__name__}: {exc}", rule.location, rule.spec))
                 continue
+            rule.seconds += time.perf_counter() - started
             if spans is None:
                 if run_rules:
-                    self._segments.append(_Run(run_rules, run_spans))
+                    self._add_run(run_rules, run_spans)
                     run_rules, run_spans = [], []
                 self._segments.append(rule)
                 continue
@@ -233,9 +294,32 @@ class Engine:
             self.close()
             raise combine(errors)
         if run_rules:
-            self._segments.append(_Run(run_rules, run_spans))
+            self._add_run(run_rules, run_spans)
         del run_spans
-        self.lints = covers.lints(self.rules, self.default_allow, self._segments)
+        self._lints, self._denials = covers.lints(self.rules, self.default_allow, self._segments)
+        self.lints = self._lints + self._denials.lints()
+
+    def _add_run(self, rules: list[Rule], spans: list[list[Span] | SpanSet]) -> None:
+        """Compile a run; say what took the time when reading and compiling it took over ``SLOW`` s."""
+        started = time.perf_counter()
+        run = _Run(rules, spans)
+        self._segments.append(run)
+        seconds = time.perf_counter() - started + sum(rule.seconds for rule in rules)
+        if seconds > SLOW:
+            biggest = sorted(zip(map(len, spans), rules, strict=True), key=lambda pair: -pair[0])
+            named = ", ".join(rule.describe() for _, rule in biggest[:3]) + (", ..." if len(rules) > 3 else "")
+            self.logger.info(
+                "flask_allow: %s: %s entries read and compiled in %.1f s (once per process: under gunicorn, "
+                "--preload compiles before the workers fork)",
+                named,
+                f"{run.index.size:,}",
+                seconds,
+            )
+
+    def protect(self, spans: Iterable[Span], whose: str) -> None:
+        """Lint the DENY rules that decide for some address of ``spans`` (a trusted proxy's)."""
+        self._denials.protect(spans, whose, RANK_PROXY)
+        self.lints = self._lints + self._denials.lints()
 
     def invalidate(self) -> None:
         """Drop every cached decision (a dynamic matcher's answers changed).
@@ -267,14 +351,30 @@ class Engine:
         if not isinstance(only, _Run):
             get = cache.get
             slow = self._slow_lookup
+            head = self._segments[0] if self._segments else None
+            first = head.search if isinstance(head, _Run) else None
+            if first is None:
 
-            def lookup(address: str) -> Rule | None:
+                def lookup(address: str) -> Rule | None:
+                    rule = get(address, _MISS)
+                    if rule is _MISS:
+                        return slow(address, cache)
+                    return rule
+
+                return lookup
+
+            # The static rules before the first dynamic one decide in C from the text alone
+            # (no Client, no cache probe); the rest is matched from the second segment on.
+            def lookup_head(address: str) -> Rule | None:
+                rule = first(address)
+                if rule is not None:
+                    return rule
                 rule = get(address, _MISS)
                 if rule is _MISS:
-                    return slow(address, cache)
+                    return slow(address, cache, 1)
                 return rule
 
-            return lookup
+            return lookup_head
         # One index holds every rule: an IPv4 client is parsed and searched right here (no
         # Client, no Decision); anything else (IPv6, mapped, not an address) takes ``other``.
         index = only.index
@@ -283,30 +383,11 @@ class Engine:
         labels = index.v4_labels
         pton, family, from_bytes, search = inet_pton, AF_INET, _from_bytes, bisect_right
 
-        high, low, labels6, keys6 = index.v6_high, index.v6_low, index.v6_labels, index.v6_keys
-
-        def other(address: str) -> Rule | None:
-            try:
-                packed = pton(AF_INET6, address)
-            except (OSError, TypeError, ValueError):  # a zone (fe80::1%eth0), or not an address
-                key = parse_client(address)
-                if key is None:
-                    raise ValueError(f"client address {address!r} is not an IP address") from None
-                return rules[index.lookup(*key)]
-            if packed[:12] == _MAPPED:  # ::ffff:a.b.c.d is a.b.c.d
-                return rules[index.lookup(4, from_bytes(packed[12:], "big"))]
-            if keys6 is not None:
-                return rules[labels6[search(keys6, packed) - 1]]
-            top = from_bytes(packed[:8], "big")
-            i = search(high, top)
-            if high[i - 1] == top:  # boundaries share this high half: the low halves decide
-                i = search(low, from_bytes(packed[8:], "big"), bisect_left(high, top, 0, i), i)
-            return rules[labels6[i - 1]]
-
-        fast = c_lookup(index, rules, other)
+        fast = only.search  # the C search, made once with the run
         if fast is not None:
             self.searched_in = "C"
             return fast
+        other = search_other(index, rules)
         keys = index.v4_keys
         if keys is not None:
 
@@ -351,26 +432,33 @@ class Engine:
 
         return lookup_pair
 
-    def _slow_lookup(self, address: str, cache: dict[str, Rule | None]) -> Rule | None:
+    def _slow_lookup(self, address: str, cache: dict[str, Rule | None], start: int = 0) -> Rule | None:
         client = Client(address)
         if client.key is None:
             raise ValueError(f"client address {address!r} is not an IP address")
-        return self._lookup(client, cache)
+        return self._lookup(client, cache, start)
 
-    def _lookup(self, client: Client, cache: dict[str, Rule | None]) -> Rule | None:
+    def _lookup(self, client: Client, cache: dict[str, Rule | None], start: int = 0) -> Rule | None:
         """Match and remember in ``cache`` (the one that was current when the lookup began)."""
-        rule, cacheable = self._match(client)
+        rule, cacheable = self._match(client, start)
         if cacheable and self._caching:
             if len(cache) >= self.cache_size:
                 cache.clear()
             cache[client.address] = rule
         return rule
 
-    def _match(self, client: Client) -> tuple[Rule | None, bool]:
+    def _match(self, client: Client, start: int = 0) -> tuple[Rule | None, bool]:
+        """The first rule that matches, from segment ``start`` on, and whether it may be cached."""
         family, value = client.key  # type: ignore[misc]
         cacheable = True
-        for segment in self._segments:
+        for segment in self._segments[start:] if start else self._segments:
             if type(segment) is _Run:
+                search = segment.search
+                if search is not None:
+                    found = search(client.address)
+                    if found is not None:
+                        return found, cacheable
+                    continue
                 label = segment.index.lookup(family, value)
                 if label:
                     return segment.rules[label - 1], cacheable
@@ -445,54 +533,3 @@ class Engine:
                 trace.append((rule, "error", f"{type(exc).__name__}: {exc}"))
                 break
         return trace
-
-
-class _Coverage:
-    """Facts gathered while compiling, for the start-up lints."""
-
-    def __init__(self) -> None:
-        self.all_v4: list[Rule] = []
-        self.all_v6: list[Rule] = []
-        self.empty: list[Rule] = []
-
-    def add(self, rule: Rule, spans: list[Span] | SpanSet) -> None:
-        if not spans:
-            self.empty.append(rule)
-        if isinstance(spans, SpanSet):
-            covers = [family for family in (4, 6) if spans.covers_all(family)]
-        else:
-            covers = [f for f, first, last in spans if first == 0 and last == (V4_MAX if f == 4 else V6_MAX)]
-        for family in dict.fromkeys(covers):
-            (self.all_v4 if family == 4 else self.all_v6).append(rule)
-
-    def lints(self, rules: list[Rule], default_allow: bool, segments: list[_Run | Rule]) -> list[str]:
-        found: list[str] = []
-        denies_v4 = [r for r in self.all_v4 if r.action == DENY]
-        if default_allow and denies_v4 and not self.all_v6:
-            found.append(
-                f"{denies_v4[0].describe()} denies every IPv4 client, but no rule covers IPv6: "
-                "IPv6 clients fall to the default (allow). Add DENY '::/0' or use 'all'."
-            )
-        # an explicit catch-all of either action (``ALLOW all`` included) leaves nobody to the default
-        if default_allow and any(r.action == ALLOW for r in rules) and not (self.all_v4 and self.all_v6):
-            found.append(
-                "ALLOW rules without a final catch-all DENY ('all') while ALLOW_DEFAULT is "
-                "'allow': clients that match no rule are allowed anyway."
-            )
-        found.extend(f"{rule.describe()} holds no address and matches nothing" for rule in self.empty)
-        found.extend(_shadowed(segments, set(self.empty)))
-        return found
-
-
-def _shadowed(segments: list[_Run | Rule], empty: set[Rule]) -> list[str]:
-    """Static rules that can never match, because earlier rules of their run cover them."""
-    found = []
-    for segment in segments:
-        if not isinstance(segment, _Run):
-            continue
-        index = segment.index
-        reachable = index.labels()
-        for label, rule in enumerate(segment.rules, start=1):
-            if label not in reachable and rule not in empty:
-                found.append(f"{rule.describe()} can never match: earlier rules cover all of it")
-    return found

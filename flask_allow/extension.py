@@ -6,16 +6,17 @@ import functools
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from flask import Flask, Request, abort, current_app, has_app_context, request
 from werkzeug.wrappers import Response
 
 from . import config as keys
+from . import logsource
 from .accesslog import AccessLog
 from .client import Client
 from .decision import Decision
-from .engine import Engine, combine, compile_rules
+from .engine import Engine, combine, compile_rules, fatal_lints
 from .errors import ConfigError
 from .index import built_elsewhere
 from .live import Watcher, swap_state
@@ -24,10 +25,13 @@ from .plugins import make_plugin_manager
 from .registry import MatcherRegistry
 from .routes import RouteMarks, RouteTable, unreadable_client
 
+#: A view function, View class or Blueprint, whose type ``exempt`` and ``restrict`` keep.
+T = TypeVar("T")
 EXTENSION_KEY = "flask_allow"
 DECISION_ENVIRON_KEY = "flask_allow.decision"
 log = logging.getLogger("flask_allow")
 log.addHandler(logging.NullHandler())
+logsource.attach(log)
 
 
 def _calls(hook: Any) -> list[tuple[Callable[..., Any], tuple[str, ...]]] | None:
@@ -111,6 +115,9 @@ class AppState:
             engine = attempt(lambda: self.make_engine(config.get(keys.ADDRESS_RESTRICTION), keys.ADDRESS_RESTRICTION))
             #: ALLOW_TRUSTED_PROXIES and ALLOW_PROXY_HEADER, compiled (read by the proxies plugin).
             self.proxies: TrustedProxies = attempt(lambda: TrustedProxies(self))
+            if engine is not None and self.proxies is not None:  # a DENY covering a proxy is linted
+                for proxy in self.proxies.rules:
+                    engine.protect(proxy.matcher.spans() or (), f"the trusted proxy {proxy.spec}")
             if engine is not None:  # route rules are evaluated after the global ones
                 self.engine: Engine = engine
                 #: Per-route and per-blueprint rules (``exempt``, ``restrict``), compiled.
@@ -123,6 +130,8 @@ class AppState:
                     errors.append(exc)
             else:
                 self.access_log: AccessLog | None = attempt(lambda: self._access_log(log_value, previous))
+            if not errors and self.settings.lints_fatal:
+                errors.extend(fatal_lints([*self.engine.lints, *self.proxies.lints]))
             if errors:
                 raise combine(errors)
         except BaseException:
@@ -143,6 +152,13 @@ class AppState:
         if app is None:  # pragma: no cover - the app owns this state
             raise RuntimeError("the app of this flask_allow state is gone")
         return app
+
+    def lints(self) -> list[str]:
+        """Every start-up lint: the global rules', the trusted proxies', the route rules'."""
+        found = [*self.engine.lints, *self.proxies.lints]
+        for engine in self.routes.engines.values():
+            found.extend(engine.lints)
+        return found
 
     def _each_result(self, hook: Any) -> Iterable[tuple[Any, str]]:
         for impl in reversed(hook.get_hookimpls()):
@@ -399,6 +415,7 @@ class FlaskAllow:
             if existing.extension is self:
                 return  # already guarding this app: never a second hook or handler
             raise RuntimeError("this app is already guarded by another FlaskAllow instance")
+        logsource.attach(app.logger)  # "WARNING in flask_allow", never "in refresher"
         state = AppState(app, self)
         app.extensions[EXTENSION_KEY] = state
         try:
@@ -437,6 +454,12 @@ class FlaskAllow:
             raise RuntimeError("flask_allow is not initialised on this app (call init_app)")
         return state
 
+    @overload
+    def exempt(self, target: None = None) -> Callable[[T], T]: ...
+
+    @overload
+    def exempt(self, target: T) -> T: ...
+
     def exempt(self, target: Any = None) -> Any:
         """Skip the global rules for a view (``@allow.exempt``), a View class or a blueprint.
 
@@ -446,7 +469,7 @@ class FlaskAllow:
             return self.route_marks.exempt
         return self.route_marks.exempt(target)
 
-    def restrict(self, rules: Sequence[Any], default: str = "deny") -> Callable[[Any], Any]:
+    def restrict(self, rules: Sequence[Any], default: str = "deny") -> Callable[[T], T]:
         """Add rules (``ADDRESS_RESTRICTION`` format) for a view, View class or blueprint.
 
         They are evaluated after the global rules allowed the request; when none matches,

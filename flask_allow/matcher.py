@@ -91,6 +91,11 @@ class Matcher:
     #: Claims are tried only when no other rule type claims the value (bare host names, which
     #: would otherwise take almost any word a plugin claims).
     claims_last: ClassVar[bool] = False
+    #: Whether the rule takes a value after ``NAME:``; when False, ``NAME:`` must stand alone and
+    #: any text after the colon is a configuration error (no rule type accepts text it ignores).
+    takes_value: ClassVar[bool] = True
+    #: The bare words this rule type claims (``localhost``), offered when a value is misspelt.
+    words: ClassVar[frozenset[str]] = frozenset()
     #: Whether decisions that consulted this matcher may be cached; a matcher whose answers
     #: change calls ``context.changed()`` when they do, or sets this to False.
     cacheable: ClassVar[bool] = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 
@@ -57,6 +58,11 @@ class MatcherRegistry:
         """The registered ``NAME:`` prefixes, sorted."""
         return sorted(self.by_prefix)
 
+    def words(self) -> list[str]:
+        """The bare words the rule types claim (``all``, ``localhost``...), sorted."""
+        found = {word.lower() for cls, _ in self.early + self.late + self.last for word in cls.words}
+        return sorted(found)
+
     def resolve(self, value: str) -> tuple[type[Matcher], str]:
         """Return the matcher class for ``value`` and the value to build it with.
 
@@ -67,15 +73,35 @@ class MatcherRegistry:
             return found, value
         match = _PREFIX.fullmatch(value)
         if match and match.group(1).lower() in self.by_prefix:
-            return self.by_prefix[match.group(1).lower()][0], match.group(2)
+            cls = self.by_prefix[match.group(1).lower()][0]
+            if not cls.takes_value and match.group(2).strip():
+                prefix = match.group(1)
+                raise ValueError(f"{value!r}: '{prefix}:' takes no value; write '{prefix}:' alone")
+            return cls, match.group(2)
         for tier in (self.late, self.last):
             found = self._claimed(tier, value)
             if found is not None:
                 return found, value
+        known = ", ".join(f"{p}:" for p in self.prefixes()) or "none"
         if match:
-            known = ", ".join(f"{p}:" for p in self.prefixes()) or "none"
-            raise ValueError(f"unknown rule type {match.group(1)!r} in {value!r}; known prefixes: {known}")
-        raise ValueError(f"{value!r} is not an address, network, range or known rule type")
+            hint = self._suggest(match.group(1), prefixes_only=True)
+            raise ValueError(f"unknown rule type {match.group(1)!r} in {value!r}{hint} (known prefixes: {known})")
+        hint = self._suggest(value)
+        single = ""
+        if re.fullmatch(r"[A-Za-z0-9_-]+", value) and any(c.isalpha() for c in value):
+            single = f"; a bare host name needs a dot: write 'host:{value}' for a single-label name"
+        raise ValueError(f"{value!r}: not a rule value{hint} (known prefixes: {known}{single})")
+
+    def _suggest(self, text: str, prefixes_only: bool = False) -> str:
+        """``; did you mean 'localhost'?`` for a word close to a keyword or a prefix, else ``""``."""
+        candidates = {f"{p}:": p for p in self.prefixes()}
+        if not prefixes_only:
+            candidates.update({word: word for word in self.words()})
+        close = difflib.get_close_matches(text.lower(), list(candidates.values()), n=1, cutoff=0.7)
+        if not close:
+            return ""
+        shown = next(k for k, v in candidates.items() if v == close[0])
+        return f"; did you mean {shown!r}?"
 
     @staticmethod
     def _claimed(candidates: list[tuple[type[Matcher], str]], value: str) -> type[Matcher] | None:

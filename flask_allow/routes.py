@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Request
 
 from .client import Client
 from .decision import Decision
-from .engine import Engine
+from .engine import Engine, combine, fatal_lints
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -219,6 +219,9 @@ class RouteTable:
         engine = self.state.make_engine(
             restriction.rules, restriction.label, scope=restriction.label, default_allow=restriction.default_allow
         )
+        if engine.lints and self.state.settings.lints_fatal:
+            engine.close()
+            raise combine(fatal_lints(engine.lints))
         for lint in engine.lints:
             self.state.app.logger.warning("flask_allow: %s", lint)
         return engine

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -44,8 +45,30 @@ def flask_allow_command(
     )
 
 
-#: Published blocklists kept next to the repository (see its SOURCES.md).
-BLOCKLISTS = REPO_ROOT.parent / "shared" / "blocklists"
+#: Published blocklists kept next to the repository (see its SOURCES.md); FLASK_ALLOW_BLOCKLISTS
+#: names them from elsewhere (a git worktree, an unpacked sdist).
+BLOCKLISTS = Path(os.environ.get("FLASK_ALLOW_BLOCKLISTS") or REPO_ROOT.parent / "shared" / "blocklists")
+#: What building the package needs, relative to the repository (``package_source``).
+PACKAGE_FILES = ("setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in")
+
+
+def package_source(target: Path, everything: bool = False) -> Path:
+    """Copy what building the package needs (``everything``: the whole tree) to ``target``, clean.
+
+    No git: an unpacked sdist runs these tests too. Built modules, caches and the venv stay behind.
+    """
+    skip = shutil.ignore_patterns(
+        "__pycache__", "*.so", "*.pyd", "*.egg-info", ".venv", ".git", "build", "dist", ".*_cache", ".hypothesis"
+    )
+    if everything:
+        shutil.copytree(REPO_ROOT, target, ignore=skip)
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PACKAGE_FILES:
+        shutil.copy(REPO_ROOT / name, target / name)
+    shutil.copytree(REPO_ROOT / "flask_allow", target / "flask_allow", ignore=skip)
+    return target
+
 
 MakeApp = Callable[..., Flask]
 

@@ -133,10 +133,10 @@ def test_check_several_addresses_exit_1_when_any_is_denied(app: Flask) -> None:
 
 
 def test_check_json_one_object_per_line(app: Flask) -> None:
-    result = run(app, "check", "--json", "10.0.0.2", "192.0.2.7", "not-an-ip")
+    result = run(app, "check", "--json", "10.0.0.2", "192.0.2.7", "unix:/run/app.sock")
     assert result.exit_code == 1
     objects = [json.loads(line) for line in result.output.splitlines()]
-    assert [o["address"] for o in objects] == ["10.0.0.2", "192.0.2.7", "not-an-ip"]
+    assert [o["address"] for o in objects] == ["10.0.0.2", "192.0.2.7", "unix:/run/app.sock"]
     allowed, denied, bad = objects
     assert allowed["allowed"] is True and allowed["decided_by"] == "ADDRESS_RESTRICTION[0].ALLOW '10.0.0.0/8'"
     assert allowed["rule"] == {
@@ -266,7 +266,7 @@ def test_rules(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     assert table[4][:6] == ["3", "ADDRESS_RESTRICTION[3].DENY", "DENY", "odd", "'odd:'", "dynamic"]
     text = result.output
     assert "Default (ALLOW_DEFAULT): allow" in text
-    assert "Search: static runs in Python between dynamic rules; decisions cached (ALLOW_CACHE_SIZE 65536)" in text
+    assert "Search: static runs searched in C between dynamic rules; decisions cached (ALLOW_CACHE_SIZE 65536)" in text
     assert "Trusted proxies (ALLOW_TRUSTED_PROXIES), header X-Forwarded-For (list):" in text
     assert "ALLOW_TRUSTED_PROXIES[0]  '10.0.0.1'" in text and "'unix:'" in text
     assert "view:test_cli.app.<locals>.health: exempt" in text

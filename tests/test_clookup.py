@@ -21,7 +21,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, MakeApp, checkout_environ, flask_allow_command, status
+from conftest import MakeApp, checkout_environ, flask_allow_command, package_source, status
 from flask import request
 
 from flask_allow import Client, Decision
@@ -303,12 +303,7 @@ PIP_INSTALL = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-
 
 def install(tmp_path: Path, name: str, **environ: str) -> Path:
     """pip-install this checkout into a folder of its own (no index, no build isolation: offline)."""
-    source = tmp_path / f"{name}-src"
-    files = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    for relative in files.stdout.split():  # a clean copy: no built module, no egg-info
-        if relative.startswith(("flask_allow/", "setup.py", "pyproject.toml", "README.md")):
-            (source / relative).parent.mkdir(parents=True, exist_ok=True)
-            (source / relative).write_bytes((REPO_ROOT / relative).read_bytes())
+    source = package_source(tmp_path / f"{name}-src")  # a clean copy: no built module, no egg-info
     target = tmp_path / name
     done = subprocess.run(
         [*PIP_INSTALL, "--target", str(target), str(source)],

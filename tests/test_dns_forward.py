@@ -186,7 +186,7 @@ def test_hosts_file_answers_before_dns(dns: DNSServer, make_app: MakeApp, tmp_pa
     app = make_app(
         dns_config(
             dns,
-            [{"ALLOW": ["intranet.example.com", "db-1"], "DENY": "all"}],
+            [{"ALLOW": ["intranet.example.com", "host:db-1"], "DENY": "all"}],
             ALLOW_DNS_HOSTS_FILE=str(hosts),
             ALLOW_DNS_MIN_TTL=1,
             ALLOW_DNS_MAX_TTL=1,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, MakeApp, get, lines, new_app, status
+from conftest import MakeApp, get, lines, new_app, package_source, status
 from flask import Flask, Response, request
 
 from flask_allow import Client, Decision, FlaskAllow, hookimpl
@@ -295,11 +294,7 @@ def test_no_request_path_raises_anything_but_the_denial(make_app: MakeApp) -> No
 
 
 def test_py_typed_is_shipped(tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "flask_allow", source / "flask_allow", ignore=shutil.ignore_patterns("__pycache__"))
+    source = package_source(tmp_path / "src")
     subprocess.run(
         [
             sys.executable,

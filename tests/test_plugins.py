@@ -247,7 +247,7 @@ def test_a_plugin_keyword_wins_over_a_bare_host_name(make_app: MakeApp) -> None:
             return [Office]
 
     no_dns = {"ALLOW_DNS_NAMESERVERS": ["127.0.0.1"], "ALLOW_DNS_PORT": 9, "ALLOW_DNS_HOSTS_FILE": None}
-    app = make_app({"ADDRESS_RESTRICTION": [{"DENY": ["office", "db-1"]}], **no_dns}, plugins=[Plugin()])
+    app = make_app({"ADDRESS_RESTRICTION": [{"DENY": ["office", "db-1.lan"]}], **no_dns}, plugins=[Plugin()])
     rules = app.extensions["flask_allow"].engine.rules
     assert [rule.type for rule in rules] == ["Office", "host"]  # other words stay host names
     assert status(app, "10.9.1.1") == 403

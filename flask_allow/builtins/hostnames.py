@@ -1,4 +1,4 @@
-"""Rule type: a host name (``proxy.example.com``, ``db-1``) or ``host:NAME``, matched by its A and AAAA records.
+"""Rule type: a host name (``proxy.example.com``, ``db-1.``) or ``host:NAME``, matched by its A and AAAA records.
 
 The name is looked up when the rule is built (the hosts file first, then DNS) and refreshed in
 the background before its TTL runs out, so requests never wait for it after start-up. A name
@@ -37,9 +37,12 @@ class HostMatcher(Matcher):
     @classmethod
     def claims(cls, value: str) -> bool:
         # Host-name text that no address, keyword or NAME:VALUE form takes (those never reach here
-        # with a colon, and numeric-looking text is always the address matcher's).
+        # with a colon, and numeric-looking text is always the address matcher's). A bare name
+        # needs a dot: a lone word ('locahost', 'admin', a plugin prefix without its colon) is a
+        # mistake far more often than a single-label host name, which is written 'host:db-1'.
         return (
-            HOSTNAME_CHARS.fullmatch(value) is not None
+            "." in value
+            and HOSTNAME_CHARS.fullmatch(value) is not None
             and not looks_like_address(value)
             and not value.startswith(".")
             and any(c.isalpha() for c in value)

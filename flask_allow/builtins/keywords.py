@@ -10,7 +10,7 @@ class AllMatcher(Matcher):
     """Every client, IPv4 and IPv6."""
 
     claims_before_prefixes = True
-    WORDS = frozenset({"all", "any", "*"})
+    WORDS = words = frozenset({"all", "any", "*"})
 
     @classmethod
     def claims(cls, value: str) -> bool:
@@ -31,6 +31,7 @@ class LocalhostMatcher(Matcher):
     """The loopback networks 127.0.0.0/8 and ::1, never looked up in DNS."""
 
     claims_before_prefixes = True
+    words = frozenset({"localhost"})
 
     @classmethod
     def claims(cls, value: str) -> bool:

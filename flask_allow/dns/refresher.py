@@ -258,7 +258,9 @@ class Refresher:
     def _report(
         self, entry: ForwardName, old: ForwardState | None, state: ForwardState, listeners: list[Listener]
     ) -> None:
-        where = ", ".join(sorted({listener.location for listener in listeners})) or "no rule"
+        if not listeners:  # every rule of this name was released (its config failed): nobody to tell
+            return
+        where = ", ".join(sorted({listener.location for listener in listeners}))
         found = [a for a in state.answers.values() if a.status == OK]
         if not found or any(a.status == ERROR for a in state.answers.values()):
             problem = state.describe()

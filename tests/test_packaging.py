@@ -1,0 +1,85 @@
+"""The release: the sdist holds what its tests need, the wheel the package, both the licence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+from conftest import package_source
+
+BUILD = (  # setuptools' PEP 517 backend, called directly: offline, no isolation, no 'build' package
+    "import sys; from setuptools import build_meta as backend; print(getattr(backend, sys.argv[1])(sys.argv[2]))"
+)
+
+
+def build(source: Path, kind: str) -> Path:
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD, f"build_{kind}", str(source / "dist")],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return source / "dist" / done.stdout.strip().splitlines()[-1]
+
+
+def test_sdist_holds_what_its_tests_need(tmp_path: Path) -> None:
+    sdist = build(package_source(tmp_path / "src", everything=True), "sdist")
+    with tarfile.open(sdist) as archive:
+        top, *_ = archive.getnames()
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+        metadata = archive.extractfile(f"{top.split('/')[0]}/PKG-INFO").read().decode()  # type: ignore[union-attr]
+    for needed in (
+        "LICENSE",
+        "README.md",
+        "CHANGES.md",
+        "SECURITY.md",
+        "CONTRIBUTING.md",
+        "setup.py",
+        "pyproject.toml",
+        "flask_allow/_lookup.c",
+        "flask_allow/py.typed",
+        "tests/conftest.py",
+        "tests/dns_server.py",
+        "tests/test_packaging.py",
+        "docs/hooks.md",
+        "docs/rules.md",
+        "examples/demo/app.py",
+        "examples/demo/blocklist.txt",
+        "benchmarks/_common.py",
+        "plugins/flask-allow-example/pyproject.toml",
+        "plugins/flask-allow-example/flask_allow_example/__init__.py",
+        ".ci/run",
+    ):
+        assert needed in names, f"{needed} is not in {sdist.name}"
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".so", ".pyc")) or n.startswith(".venv")]
+    assert "License-Expression: GPL-2.0-only" in metadata
+
+
+def test_wheel_holds_the_package_and_the_licence(tmp_path: Path) -> None:
+    wheel = build(package_source(tmp_path / "src"), "wheel")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (info,) = {n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA")}
+        metadata = Parser().parsestr(archive.read(f"{info}/METADATA").decode())
+        licence = archive.read(f"{info}/licenses/LICENSE").decode()
+        entry_points = archive.read(f"{info}/entry_points.txt").decode()
+    assert {"flask_allow/__init__.py", "flask_allow/py.typed", "flask_allow/builtins/networks.py"} <= names
+    assert not [n for n in names if n.startswith(("tests/", "docs/", "benchmarks/"))]
+    assert "GNU GENERAL PUBLIC LICENSE" in licence and "Version 2, June 1991" in licence
+    assert metadata["License-Expression"] == "GPL-2.0-only"
+    assert "yaml" in metadata.get_all("Provides-Extra")
+    assert any(
+        r.startswith("pyyaml") and 'extra == "yaml"' in r for r in map(str.lower, metadata.get_all("Requires-Dist"))
+    )
+    classifiers = metadata.get_all("Classifier")
+    assert "Programming Language :: Python :: 3.11" in classifiers
+    assert not [c for c in classifiers if c.startswith("License ::")]  # the SPDX expression says it
+    assert any(url.startswith("Source, ") for url in metadata.get_all("Project-URL"))
+    assert "[flask.commands]" in entry_points and "allow = flask_allow.cli:cli" in entry_points
