@@ -72,7 +72,7 @@ class HostMatcher(Matcher):
         refresher.ensure_running()
         state = self.entry.state
         if state is None:
-            state = wait_ready(self.entry, self.settings.timeout + 0.5, refresher.ensure_running)
+            state = wait_ready(self.entry, self.settings.timeout, refresher.ensure_running)
         now = time.monotonic()
         if state is None:
             self.entry.improvised = True
