@@ -51,21 +51,29 @@ def is_hex_group(name: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-fA-F]{0,4}", name))
 
 
+def _ascii(text: str) -> None:
+    """Refuse text with a character beyond ASCII: ``int()`` would read a full-width eight (U+FF18) as 8."""
+    if not text.isascii():
+        char = next(c for c in text if not c.isascii())
+        raise ValueError(f"{text!r} holds {char!r} (U+{ord(char):04X}): addresses are written in ASCII digits")
+
+
 def parse_address(text: str) -> tuple[int, int]:
     """Parse one canonical address into ``(family, int)``, IPv4-mapped folded to IPv4."""
+    _ascii(text)
     if ":" in text:
         if "%" in text:
             raise ValueError(f"{text!r}: a scoped IPv6 address cannot be a rule")
         try:
             packed = inet_pton(AF_INET6, text)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL character
             raise ValueError(f"{text!r} is not a valid IPv6 address") from None
         if packed[:12] == _MAPPED_PREFIX:
             return 4, _from_bytes(packed[12:], "big")
         return 6, _from_bytes(packed, "big")
     try:
         return 4, _from_bytes(inet_pton(AF_INET, text), "big")
-    except OSError:
+    except (OSError, ValueError):
         raise ValueError(
             f"{text!r} is not a valid IPv4 address (four decimal numbers 0-255, no leading zeros)"
         ) from None
@@ -73,7 +81,7 @@ def parse_address(text: str) -> tuple[int, int]:
 
 def _prefix_length(text: str, family: int) -> int:
     bits = 32 if family == 4 else 128
-    if text.isdigit() and (text == "0" or not text.startswith("0")) and int(text) <= bits:
+    if text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0")) and int(text) <= bits:
         return int(text)
     if family == 4 and "." in text:  # a netmask, as ipaddress (and so 2.0.x) accepted
         mask = _from_bytes(inet_pton(AF_INET, text), "big") if _valid_v4(text) else -1
@@ -86,7 +94,7 @@ def _prefix_length(text: str, family: int) -> int:
 def _valid_v4(text: str) -> bool:
     try:
         inet_pton(AF_INET, text)
-    except OSError:
+    except (OSError, ValueError):
         return False
     return True
 
@@ -94,9 +102,11 @@ def _valid_v4(text: str) -> bool:
 def parse_span(text: str) -> tuple[Span, str | None]:
     """Parse an address, CIDR network or inclusive range; return the span and a warning or None.
 
-    Host bits set in a network are accepted and cleared, with a warning to say so.
+    Host bits set in a network are accepted and cleared, with a warning to say so. Only ASCII
+    is read: a digit of another script is an error, never a number.
     """
     text = text.strip()
+    _ascii(text)
     if "/" in text:
         addr, _, plen = text.partition("/")
         raw_family = 6 if ":" in addr else 4

@@ -2,9 +2,9 @@
 
 No Flask here. A run of consecutive static rules is one ``StaticIndex``; a dynamic rule (DNS) is
 asked in its place. A list with dynamic rules keeps its decisions (those that rest only on static
-rules or on dynamic matchers that report their changes) in a bounded cache keyed by the address
-text, dropped whenever the rules or a DNS answer change; an all-static list needs none, its index
-answers as fast as a cache would.
+rules or on dynamic matchers that report their changes) in a cache keyed by the address text,
+bounded in entries and in the length of a key, dropped whenever the rules or a DNS answer
+change; an all-static list needs none, its index answers as fast as a cache would.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ from .throttle import Throttle
 #: Seconds of reading and compiling a run of static rules past which the time is logged (INFO).
 SLOW = 1.0
 _MISS: Any = object()
+#: The longest client address text a decision is cached for: any address (45 characters at most)
+#: with an interface-name zone. A longer text (``fe80::1%<4 KiB>``, only ever crafted) is decided
+#: afresh each time, so the cache is bounded in bytes as well as in entries.
+CACHED_TEXT_MAX = 64
 _from_bytes = int.from_bytes
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 ContextFactory = Callable[[str], MatcherContext]
@@ -441,7 +445,7 @@ class Engine:
     def _lookup(self, client: Client, cache: dict[str, Rule | None], start: int = 0) -> Rule | None:
         """Match and remember in ``cache`` (the one that was current when the lookup began)."""
         rule, cacheable = self._match(client, start)
-        if cacheable and self._caching:
+        if cacheable and self._caching and len(client.address) <= CACHED_TEXT_MAX:
             if len(cache) >= self.cache_size:
                 cache.clear()
             cache[client.address] = rule

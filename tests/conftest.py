@@ -18,6 +18,7 @@ from dns_server import DNSServer
 from flask import Flask
 
 from flask_allow import FlaskAllow
+from flask_allow.builtins import listfile
 from flask_allow.config import ACCESS_LOGGER_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +134,12 @@ def close_app(app: Flask) -> None:
     state = app.extensions.get("flask_allow")
     if state is not None:
         state.close()
+
+
+@pytest.fixture(autouse=True)
+def list_files_settle_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests read list files they have just written: no settle delay (tests of it set their own)."""
+    monkeypatch.setattr(listfile, "SETTLE", 0.0)
 
 
 @pytest.fixture

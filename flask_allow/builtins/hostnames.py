@@ -19,6 +19,8 @@ from flask_allow.dns.resolver import RDTYPE, display
 
 #: How long past its expiry an answer is still used while its refresh is under way.
 GRACE = 2.0
+#: Seconds the first requests wait past ``ALLOW_DNS_TIMEOUT`` for a first lookup's result to be handed over.
+HANDOFF = 0.05
 
 
 #: Built-in keywords: never looked up in DNS, even when the keywords plugin is disabled.
@@ -75,7 +77,7 @@ class HostMatcher(Matcher):
         refresher.ensure_running()
         state = self.entry.state
         if state is None:
-            state = wait_ready(self.entry, self.settings.timeout + 0.5, refresher.ensure_running)
+            state = wait_ready(self.entry, self.settings.timeout + HANDOFF, refresher.ensure_running)
         now = time.monotonic()
         if state is None:
             self.entry.improvised = True

@@ -4,6 +4,12 @@
 blocklists (FireHOL, Spamhaus DROP, Tor exit lists) load as they are. A relative path is taken
 from the app's root path. The file is read when the rules are built and on ``reload()``, straight
 into compact columns (a ``SpanSet``): a million-line list never becomes a million Python objects.
+
+A list is applied only once it is complete and stable: a file written a moment ago is looked at
+again after ``SETTLE`` seconds, a file that changes while it is read is read again, a last line
+without its newline must stand still a while longer, and an empty file is refused (it is what a
+file truncated for rewriting looks like). Reading happens at ``init_app`` and ``reload()`` (and
+in a background watcher), never in a request, so these waits cost no request anything.
 """
 
 from __future__ import annotations
@@ -12,10 +18,20 @@ import os
 import time
 from collections.abc import Iterator
 from socket import AF_INET, AF_INET6, inet_pton
+from typing import TextIO
 
 from flask_allow import Matcher, MatcherContext, hookimpl
 from flask_allow.addresses import Span, parse_span
 from flask_allow.index import SpanSet, yielding
+
+#: Seconds a list file must have stood unchanged before it is read: one modified more recently
+#: (it may still be being written) is looked at again after this long. Also the extra time a
+#: file whose last line has no newline must stand still before that line is believed complete.
+SETTLE = 0.25
+#: Seconds a read waits for a list file that keeps changing before it refuses the file.
+PATIENCE = 5.0
+#: The longest line a list file may hold, in characters (comments included).
+MAX_LINE = 4096
 
 _BLOCK = 1 << 16  # characters read at a time (the lines of a block fit in a cache, and their memory is reused)
 _SMALL_BLOCK = 1 << 13  # ... when other threads should get the GIL between blocks (a fraction of a ms)
@@ -27,6 +43,9 @@ _HOST6 = {str(n): (1 << (128 - n)) - 1 for n in range(129)}
 # IPv6 prefixes of whole bytes (nearly all of them): kept bytes, and the host bytes' zeros and ones.
 _WHOLE6 = {str(n): (n // 8, bytes(16 - n // 8), b"\xff" * (16 - n // 8)) for n in range(0, 129, 8)}
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
+_ATOMICALLY = "replace list files atomically: write a temporary file in the same directory, then rename it"
+
+Stamp = tuple[int, int, int, int]
 
 
 def read_entries(path: str) -> Iterator[tuple[int, str]]:
@@ -48,28 +67,129 @@ def _entry(line: str) -> str:
     return line.strip()
 
 
-def _lines(path: str, size: int = _BLOCK) -> Iterator[list[str]]:
-    """The lines of a file, a block of ``size`` characters at a time, without their line ends."""
-    with open(path, encoding="utf-8") as handle:
-        tail = ""
+class _Lines:
+    """The lines of an open list file, a block of ``size`` characters at a time, without their line ends.
+
+    Linear in the length of a line: the pieces of a line longer than a block are joined once,
+    and a line longer than ``MAX_LINE`` stops the read. Afterwards ``ended`` says whether the
+    last line had its newline, and ``read`` how many characters the file held.
+    """
+
+    def __init__(self, handle: TextIO, path: str, size: int) -> None:
+        self.handle, self.path, self.size = handle, path, size
+        self.ended = True
+        self.read = 0
+
+    def __iter__(self) -> Iterator[list[str]]:
+        read, size = self.handle.read, self.size
+        pieces: list[str] = []  # the start of a line that is not ended yet
+        waiting = 0  # its length
+        number = 0  # lines handed out
         while True:
-            block = handle.read(size)
+            block = read(size)
             if not block:
                 break
-            lines = (tail + block).split("\n") if tail else block.split("\n")
+            self.read += len(block)
+            lines = block.split("\n")
+            if len(lines) == 1:
+                pieces.append(block)
+                waiting += len(block)
+                if waiting > MAX_LINE:
+                    raise ValueError(_too_long(self.path, number + 1))
+                continue
+            if pieces:
+                pieces.append(lines[0])
+                lines[0] = "".join(pieces)
             tail = lines.pop()
+            pieces, waiting = ([tail], len(tail)) if tail else ([], 0)
+            if waiting > MAX_LINE:
+                raise ValueError(_too_long(self.path, number + len(lines) + 1))
+            number += len(lines)
             yield lines
-        if tail:
-            yield [tail]
+        if pieces:
+            self.ended = False
+            yield ["".join(pieces)]
+
+
+def _too_long(path: str, number: int) -> str:
+    return f"{path}, line {number}: longer than {MAX_LINE} characters (a list holds one entry a line)"
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _settled(path: str, deadline: float) -> Stamp:
+    """The stamp of ``path`` once it has stood unchanged for ``SETTLE`` seconds (at most until ``deadline``).
+
+    A file last modified longer ago is taken at once; a recent one (or one dated in the future,
+    as a skewed clock makes it) is watched across ``SETTLE`` and must not change meanwhile.
+    """
+    while True:
+        stamp = _stamp(os.stat(path))
+        if time.time_ns() - stamp[3] >= SETTLE * 1e9:
+            return stamp
+        time.sleep(SETTLE)
+        if _stamp(os.stat(path)) == stamp:
+            return stamp
+        if time.monotonic() >= deadline:
+            raise ValueError(f"list file {path!r} kept changing for {PATIENCE:g} s; {_ATOMICALLY}")
 
 
 def parse_list(path: str) -> tuple[SpanSet, list[str]]:
-    """Parse a list file into a ``SpanSet``; return it and warnings. Raises ``ValueError`` on a bad line.
+    """Read a list file once it is complete and stable; return its ``SpanSet`` and warnings.
+
+    Raises ``ValueError`` for a bad line (naming the file and line), an empty file, or a file
+    that keeps changing for ``PATIENCE`` seconds; ``OSError`` when it cannot be read. The file
+    is stat'ed before and after the read (device, inode, size, mtime): if it changed, or was
+    replaced, it is read again; so is a file whose error may come from a write under way.
+    """
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        before = _settled(path, deadline)
+        with open(path, encoding="utf-8") as handle:
+            opened = _stamp(os.fstat(handle.fileno()))
+            try:
+                lines = _Lines(handle, path, _SMALL_BLOCK if yielding() else _BLOCK)
+                found, warnings = _parse(lines, path)
+                error = None
+            except UnicodeDecodeError as exc:
+                error = ValueError(_undecodable(path, exc))
+            except ValueError as exc:
+                error = exc
+            after = _stamp(os.fstat(handle.fileno()))
+        stable = opened == before == after == _stamp(os.stat(path))
+        if stable and error is None and not lines.ended:  # the last line may be cut short: it must stand still
+            time.sleep(SETTLE)
+            stable = _stamp(os.stat(path)) == before
+        if stable:
+            if error is not None:
+                raise error
+            if not lines.read:
+                raise ValueError(f"list file {path!r} is empty: a list meant to be empty holds a comment line")
+            return found, warnings
+        if time.monotonic() >= deadline:
+            raise ValueError(f"list file {path!r} kept changing for {PATIENCE:g} s; {_ATOMICALLY}")
+
+
+def _undecodable(path: str, exc: UnicodeDecodeError) -> str:
+    """Name the first line of ``path`` that is not UTF-8 (read again, in binary: an error's cold path)."""
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return f"{path}, line {number}: not UTF-8 text ({error.reason} at byte {error.start + 1} of the line)"
+    return f"list file {path!r} is not UTF-8 text: {exc}"
+
+
+def _parse(blocks: _Lines, path: str) -> tuple[SpanSet, list[str]]:
+    """Parse the lines of a list file into a ``SpanSet``; return it and warnings. Raises ``ValueError`` on a bad line.
 
     A bare IPv4/IPv6 address or ``address/length`` without host bits (nearly every line of a
-    published list) takes a fast path: one ``inet_pton``, no ``Span`` (IPv6 stays the packed
-    bytes; IPv4-mapped ones are folded afterwards, all at once); every other line (comments,
-    spaces, ranges, netmasks, errors) goes through ``parse_span``.
+    published list) takes a fast path: one ``inet_pton`` (ASCII only), no ``Span`` (IPv6 stays
+    the packed bytes; IPv4-mapped ones are folded afterwards, all at once); every other line
+    (comments, spaces, ranges, netmasks, errors) goes through ``parse_span``.
     """
     found = SpanSet()
     v4_first, v4_last = found.v4_first.append, found.v4_last.append
@@ -78,7 +198,7 @@ def parse_list(path: str) -> tuple[SpanSet, list[str]]:
     host_bits: list[str] = []
     number = 0
     pause = yielding()  # in a reload next to threads serving requests: let them run now and then
-    for lines in _lines(path, _SMALL_BLOCK if pause else _BLOCK):
+    for lines in blocks:
         if pause:
             time.sleep(_PAUSE)
         for line in lines:
@@ -120,6 +240,8 @@ def parse_list(path: str) -> tuple[SpanSet, list[str]]:
                     v4_first(value)
                     v4_last(value | host)
             except (OSError, ValueError):  # not in the fast path's form: the careful way
+                if len(line) > MAX_LINE:
+                    raise ValueError(_too_long(path, number)) from None
                 entry = _entry(line)
                 if not entry:
                     continue
@@ -184,8 +306,6 @@ class FileMatcher(Matcher):
             found, warnings = parse_list(path)
         except OSError as exc:
             raise ValueError(f"cannot read list file {path!r}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"list file {path!r} is not UTF-8 text: {exc}") from None
         for warning in warnings:
             context.warn(warning)
         self.count = len(found)

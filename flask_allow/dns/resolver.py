@@ -35,6 +35,9 @@ NEGATIVE = "negative"  # the name does not exist, or has no record of the type a
 ERROR = "error"  # no usable answer: timeout, SERVFAIL, REFUSED, no name server
 
 RDTYPE = {4: "A", 6: "AAAA"}
+#: Seconds dnspython sleeps (its first backoff) once every name server it asked has timed out,
+#: before it notices that the lifetime is spent: kept within the lookup's time, not added to it.
+BACKOFF = 0.1
 
 
 def _import_record_types() -> None:
@@ -289,10 +292,12 @@ class Resolver:
         start = time.monotonic()
         budget = deadline - start
         full = budget >= self.settings.timeout - 0.001
-        if budget <= 0:
+        if budget <= 0 or (budget <= BACKOFF and not full):
             return self._error(rdtype, text, start, "no time left for the lookup", full=False)
+        # Only an ALLOW_DNS_TIMEOUT of at most BACKOFF may overrun, by that pause at most.
+        lifetime = budget - BACKOFF if budget > BACKOFF else budget
         try:
-            return self.dns.resolve(qname, rdtype, raise_on_no_answer=False, lifetime=budget, search=search)
+            return self.dns.resolve(qname, rdtype, raise_on_no_answer=False, lifetime=lifetime, search=search)
         except dns.resolver.NXDOMAIN:
             return self._negative(rdtype, text, start, "NXDOMAIN")
         except dns.exception.Timeout:
