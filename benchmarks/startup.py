@@ -8,7 +8,7 @@ configuration is used: ``ALLOW localhost``, ``DENY file:big.txt``, ``ALLOW all``
 
 - ``cold``: no compiled index on disk yet (one worker builds it, the others wait and map it);
 - ``warm``: the index file is there (a restart, or a worker forked later);
-- ``in memory``: ``ALLOW_INDEX_CACHE = None``, every worker compiles its own copy (as before).
+- ``in memory``: ``ALLOW_INDEX_CACHE = False``, every worker compiles its own copy (as before).
 
     python benchmarks/startup.py [--quick] [--workers 16] [--json PATH]
 """
@@ -128,7 +128,7 @@ def main() -> None:
             "cold": run(directory, "cold", cached, workers, directory / "instance"),
             "warm": run(directory, "warm", cached, workers, directory / "instance"),
             "in memory": run(
-                directory, "in memory", {**cached, "ALLOW_INDEX_CACHE": None}, workers, directory / "instance-none"
+                directory, "in memory", {**cached, "ALLOW_INDEX_CACHE": False}, workers, directory / "instance-none"
             ),
         }
     bare = results["bare"]["private_mib_median"]

@@ -57,6 +57,11 @@ ALLOW_PROXY_HEADER = "ALLOW_PROXY_HEADER"
 #: Seconds (fractions allowed) between two looks at the files rules are built from (``file:``
 #: lists, feed copies, databases); a change is swapped in by every process. 0 turns watching off.
 ALLOW_WATCH_INTERVAL = "ALLOW_WATCH_INTERVAL"
+#: The folder where the compiled indexes of large lists are kept, built once per machine and
+#: memory-mapped by every process (a relative path is taken from the app's instance folder);
+#: None: ``flask_allow_index`` in the instance folder; False: every process compiles its own.
+#: Type: str, None or False
+ALLOW_INDEX_CACHE = "ALLOW_INDEX_CACHE"
 
 # -- start-up checks --------------------------------------------------------------
 #: Turn every start-up lint (a rule that can never match, a DENY covering localhost, a trusted
@@ -85,6 +90,7 @@ DEFAULTS: dict[str, Any] = {
     ALLOW_TRUSTED_PROXIES: (),
     ALLOW_PROXY_HEADER: "X-Forwarded-For",
     ALLOW_WATCH_INTERVAL: 5.0,
+    ALLOW_INDEX_CACHE: None,
     ALLOW_LINTS_FATAL: False,
 }
 
@@ -154,6 +160,20 @@ class Settings:
             collected.append(ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size))
         self.cache_size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 65536
         self.watch_interval = seconds(config, ALLOW_WATCH_INTERVAL, collected)
+        index_cache = get(config, ALLOW_INDEX_CACHE)
+        if (
+            index_cache is not None
+            and index_cache is not False
+            and (not isinstance(index_cache, str) or not index_cache.strip() or "\0" in index_cache)
+        ):
+            collected.append(
+                ConfigError(
+                    "must be a folder path, None (the instance folder) or False (off)", ALLOW_INDEX_CACHE, index_cache
+                )
+            )
+            index_cache = None
+        #: ``ALLOW_INDEX_CACHE`` as given: a path, None (the instance folder's) or False (off).
+        self.index_cache: str | bool | None = index_cache
         for key in (ALLOW_PLUGINS, ALLOW_DISABLE_PLUGINS):
             try:
                 _names(get(config, key), key)

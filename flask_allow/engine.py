@@ -23,7 +23,8 @@ from .clookup import c_lookup
 from .decision import ALLOW, DENY, Decision, Rule
 from .errors import ConfigError, MatchError
 from .index import RADIX_SHIFT, SpanSet, StaticIndex
-from .lints import RANK_PROXY, Coverage
+from .indexfile import digest, shared_index
+from .lints import RANK_PROXY, Coverage, facts_of
 from .matcher import Matcher, MatcherContext
 from .registry import MatcherRegistry
 from .throttle import Throttle
@@ -195,11 +196,42 @@ class _Run:
 
     __slots__ = ("by_label", "index", "rules", "search")
 
-    def __init__(self, rules: list[Rule], spans: list[list[Span] | SpanSet]) -> None:
+    def __init__(self, rules: list[Rule], spans: list[list[Span] | SpanSet], index: StaticIndex | None = None) -> None:
         self.rules = rules
-        self.index = StaticIndex(spans)
+        self.index = StaticIndex(spans) if index is None else index
         self.by_label: tuple[Rule | None, ...] = (None, *rules)
         self.search = run_search(self.index, self.by_label)
+
+
+class _Failed(Exception):
+    """A rule's spans could not be had; its ``ConfigError`` is in the list of errors."""
+
+
+def _spans_of(rule: Rule, errors: list[ConfigError]) -> list[Span] | SpanSet | None:
+    """``static_spans`` of a rule's matcher; ``_Failed`` (the rule's error added to ``errors``)."""
+    try:
+        return static_spans(rule.matcher)
+    except Exception as exc:  # a plugin's networks() holding a bad entry, a list that fails to read
+        errors.append(ConfigError(f"{rule.spec!r}: {type(exc).__name__}: {exc}", rule.location, rule.spec))
+        raise _Failed from None
+
+
+def _index_key(matcher: Matcher) -> str | None:
+    """What names a large static matcher's index in the index cache (``index_key()``), or None."""
+    key = getattr(matcher, "index_key", None)
+    return key() if callable(key) else None
+
+
+def _facts_of(matcher: Matcher) -> Any:
+    facts = getattr(matcher, "index_facts", None)
+    return facts() if callable(facts) else None
+
+
+def _spans_key(spans: list[Span] | SpanSet) -> bytes:
+    """The spans of a small rule of a shared run, as bytes for the run's digest."""
+    if isinstance(spans, SpanSet):
+        return spans.v4_first.tobytes() + b"|" + spans.v4_last.tobytes() + b"|" + bytes(spans.v6)
+    return repr([tuple(span) for span in spans]).encode()
 
 
 def static_spans(matcher: Matcher) -> list[Span] | SpanSet | None:
@@ -246,12 +278,15 @@ class Engine:
         cache_size: int = 65536,
         scope: str | None = None,
         logger: logging.Logger | None = None,
+        index_cache: str | None = None,
     ) -> None:
         self.rules = rules
         self.default_allow = default_allow
         self.scope = scope
         self.cache_size = cache_size
         self.logger = logger or logging.getLogger("flask_allow")
+        #: The folder where large indexes are shared between the processes of a machine, or None.
+        self.index_cache = index_cache
         self._cache: dict[str, Rule | None] = {}
         self._segments: list[_Run | Rule] = []
         self.lints: list[str] = []
@@ -272,53 +307,115 @@ class Engine:
         self.lookup = self._make_lookup(self._cache)
 
     def _compile(self) -> None:
-        run_rules: list[Rule] = []
-        run_spans: list[list[Span] | SpanSet] = []
+        run: list[tuple[Rule, list[Span] | SpanSet | None]] = []  # None: a large list, read when built
         covers = Coverage()
         errors: list[ConfigError] = []
         for rule in self.rules:
+            if self.index_cache is not None and _index_key(rule.matcher) is not None:
+                rule.static = True
+                run.append((rule, None))
+                continue
             started = time.perf_counter()
             try:
-                spans = static_spans(rule.matcher)
-            except Exception as exc:  # a plugin's networks() holding a bad entry: that rule's error
-                errors.append(ConfigError(f"{rule.spec!r}: {type(exc).__name__}: {exc}", rule.location, rule.spec))
+                spans = _spans_of(rule, errors)
+            except _Failed:
                 continue
             rule.seconds += time.perf_counter() - started
             if spans is None:
-                if run_rules:
-                    self._add_run(run_rules, run_spans)
-                    run_rules, run_spans = [], []
+                if run:
+                    self._add_run(run, covers, errors)
+                    run = []
                 self._segments.append(rule)
                 continue
             rule.static = True
-            covers.add(rule, spans)
-            run_rules.append(rule)
-            run_spans.append(spans)
+            run.append((rule, spans))
+        if run:
+            self._add_run(run, covers, errors)
+        del run
         if errors:
             self.close()
             raise combine(errors)
-        if run_rules:
-            self._add_run(run_rules, run_spans)
-        del run_spans
         self._lints, self._denials = covers.lints(self.rules, self.default_allow, self._segments)
         self.lints = self._lints + self._denials.lints()
 
-    def _add_run(self, rules: list[Rule], spans: list[list[Span] | SpanSet]) -> None:
+    def _add_run(
+        self, run: list[tuple[Rule, list[Span] | SpanSet | None]], covers: Coverage, errors: list[ConfigError]
+    ) -> None:
         """Compile a run; say what took the time when reading and compiling it took over ``SLOW`` s."""
         started = time.perf_counter()
-        run = _Run(rules, spans)
-        self._segments.append(run)
+        rules = [rule for rule, _ in run]
+        index = self._shared(run, covers, errors) if any(spans is None for _, spans in run) else None
+        found: list[list[Span] | SpanSet] = []
+        if index is None:  # no index cache (or it could not be used): read every list here
+            for rule, spans in run:
+                try:
+                    spans = _spans_of(rule, errors) if spans is None else spans
+                except _Failed:
+                    return
+                assert spans is not None  # a matcher with an index key is static
+                covers.add(rule, spans)
+                found.append(spans)
+        compiled = _Run(rules, found, index)
+        self._segments.append(compiled)
         seconds = time.perf_counter() - started + sum(rule.seconds for rule in rules)
         if seconds > SLOW:
-            biggest = sorted(zip(map(len, spans), rules, strict=True), key=lambda pair: -pair[0])
+            sizes = [covers.sizes.get(rule, 0) for rule in rules]
+            biggest = sorted(zip(sizes, rules, strict=True), key=lambda pair: -pair[0])
             named = ", ".join(rule.describe() for _, rule in biggest[:3]) + (", ..." if len(rules) > 3 else "")
             self.logger.info(
                 "flask_allow: %s: %s entries read and compiled in %.1f s (once per process: under gunicorn, "
                 "--preload compiles before the workers fork)",
                 named,
-                f"{run.index.size:,}",
+                f"{compiled.index.size:,}",
                 seconds,
             )
+
+    def _shared(
+        self, run: list[tuple[Rule, list[Span] | SpanSet | None]], covers: Coverage, errors: list[ConfigError]
+    ) -> StaticIndex | None:
+        """The run's index from the index cache (built there first when missing), or None when the
+        cache cannot be used; a rule that fails to read is added to ``errors``."""
+        assert self.index_cache is not None
+        parts = [_index_key(rule.matcher) if spans is None else _spans_key(spans) for rule, spans in run]
+        read_here: set[int] = set()
+
+        def build() -> tuple[StaticIndex, list[dict[str, Any]]]:
+            found: list[list[Span] | SpanSet] = []
+            failed: list[ConfigError] = []
+            for position, (rule, spans) in enumerate(run):
+                if spans is None:
+                    read_here.add(position)
+                    try:
+                        spans = _spans_of(rule, failed)
+                    except _Failed:
+                        continue
+                assert spans is not None  # a matcher with an index key is static
+                found.append(spans)
+            if failed:
+                raise combine(failed)
+            facts = [
+                {"lints": facts_of(spans), "matcher": _facts_of(rule.matcher)}
+                for (rule, _), spans in zip(run, found, strict=True)
+            ]
+            return StaticIndex(found), facts
+
+        try:
+            index = shared_index(self.index_cache, digest(parts), build)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+            return None
+        except OSError as exc:
+            self.logger.warning(
+                "flask_allow: the index cache %s cannot be used (%s): every process compiles its own index",
+                self.index_cache,
+                exc.strerror or exc,
+            )
+            return None
+        for position, ((rule, spans), facts) in enumerate(zip(run, index.facts, strict=True)):
+            covers.add_facts(rule, facts["lints"])
+            if spans is None and position not in read_here:
+                rule.matcher.take_index_facts(facts["matcher"])  # type: ignore[attr-defined]
+        return index
 
     def protect(self, spans: Iterable[Span], whose: str) -> None:
         """Lint the DENY rules that decide for some address of ``spans`` (a trusted proxy's)."""

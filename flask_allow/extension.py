@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, overload
@@ -182,9 +183,19 @@ class AppState:
             self.settings.cache_size,
             scope=scope,
             logger=app.logger,
+            index_cache=self.index_cache_folder,
         )
         engine_ref.append(engine)
         return engine
+
+    @property
+    def index_cache_folder(self) -> str | None:
+        """Where large indexes are shared between this machine's processes (``ALLOW_INDEX_CACHE``)."""
+        value = self.settings.index_cache
+        if value is False:
+            return None
+        instance = self.app.instance_path
+        return os.path.join(instance, "flask_allow_index") if value is None else os.path.join(instance, str(value))
 
     def context(self, location: str, changed: Callable[[], None] = lambda: None) -> MatcherContext:
         """The ``MatcherContext`` of the rule at ``location`` (its files are watched by this state)."""

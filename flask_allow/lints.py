@@ -59,6 +59,11 @@ def first_spans(spans: Iterable[Span]) -> list[Span]:
     return found
 
 
+def facts_of(spans: Sequence[Span] | SpanSet) -> dict[str, Any]:
+    """What the lints need of a static rule's spans (JSON: an index cache keeps it with the index)."""
+    return {"size": len(spans), "covers": covers_all(spans), "first": [list(span) for span in first_spans(spans)]}
+
+
 class Runs:
     """The compiled segments of one list as the lints walk them: ``(index, rules)`` or a dynamic rule."""
 
@@ -150,16 +155,23 @@ class Coverage:
         #: The rules whose networks are all in ``spans``.
         self.complete: set[Rule] = set()
         self.explicit: set[Rule] = set()
+        #: How many spans each static rule holds.
+        self.sizes: dict[Rule, int] = {}
 
     def add(self, rule: Rule, spans: list[Span] | SpanSet) -> None:
-        if not spans:
+        self.add_facts(rule, facts_of(spans))
+
+    def add_facts(self, rule: Rule, facts: dict[str, Any]) -> None:
+        """Take what ``facts_of`` found of a static rule's spans (kept with a shared index)."""
+        size = self.sizes[rule] = facts["size"]
+        if not size:
             self.empty.append(rule)
-        for family in covers_all(spans):
+        for family in facts["covers"]:
             (self.all_v4 if family == 4 else self.all_v6).append(rule)
-        self.spans[rule] = first_spans(spans)
-        if len(spans) <= SPANS_MAX:
+        self.spans[rule] = [Span(*span) for span in facts["first"]]
+        if size <= SPANS_MAX:
             self.complete.add(rule)
-        if len(spans) == 1 or rule.spec.lower() in type(rule.matcher).words:
+        if size == 1 or rule.spec.lower() in type(rule.matcher).words:
             self.explicit.add(rule)
 
     def lints(self, rules: list[Rule], default_allow: bool, segments: Sequence[Any]) -> tuple[list[str], Denials]:

@@ -115,7 +115,9 @@ def loopback_only() -> Iterator[None]:
 
 def new_app(config: dict[str, Any] | None = None, name: str = "guarded", root_path: str | None = None) -> Flask:
     """A Flask app with ``/`` answering "ok", not yet guarded."""
-    app = Flask(name, root_path=root_path)
+    # the instance folder (index cache, ban store, feed copies) in the test's folder, not the cwd
+    instance = os.path.join(root_path, "instance") if root_path is not None else None
+    app = Flask(name, root_path=root_path, instance_path=instance)
     app.config.update(config or {})
 
     @app.route("/")

@@ -14,6 +14,8 @@ in a background watcher), never in a request, so these waits cost no request any
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -32,6 +34,10 @@ SETTLE = 0.25
 PATIENCE = 5.0
 #: The longest line a list file may hold, in characters (comments included).
 MAX_LINE = 4096
+#: From this many bytes on, a list's compiled index is shared through the index cache
+#: (``ALLOW_INDEX_CACHE``): it is named by the digest of the bytes, and the file is parsed only
+#: by the process that builds it.
+SHARED_MIN = 1 << 20
 
 _BLOCK = 1 << 16  # characters read at a time (the lines of a block fit in a cache, and their memory is reused)
 _SMALL_BLOCK = 1 << 13  # ... when other threads should get the GIL between blocks (a fraction of a ms)
@@ -172,9 +178,43 @@ def parse_list(path: str) -> tuple[SpanSet, list[str]]:
             raise ValueError(f"list file {path!r} kept changing for {PATIENCE:g} s; {_ATOMICALLY}")
 
 
-def _undecodable(path: str, exc: UnicodeDecodeError) -> str:
-    """Name the first line of ``path`` that is not UTF-8 (read again, in binary: an error's cold path)."""
-    with open(path, "rb") as raw:
+def read_list(path: str) -> bytes:
+    """The bytes of a list file once it is complete and stable (the checks ``parse_list`` makes).
+
+    Raises ``ValueError`` for an empty file or one that keeps changing for ``PATIENCE`` seconds,
+    ``OSError`` when it cannot be read.
+    """
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        before = _settled(path, deadline)
+        with open(path, "rb") as handle:
+            opened = _stamp(os.fstat(handle.fileno()))
+            data = handle.read()
+            after = _stamp(os.fstat(handle.fileno()))
+        stable = opened == before == after == _stamp(os.stat(path))
+        if stable and data and not data.endswith(b"\n"):  # the last line may be cut short: it must stand still
+            time.sleep(SETTLE)
+            stable = _stamp(os.stat(path)) == before
+        if stable:
+            if not data:
+                raise ValueError(f"list file {path!r} is empty: a list meant to be empty holds a comment line")
+            return data
+        if time.monotonic() >= deadline:
+            raise ValueError(f"list file {path!r} kept changing for {PATIENCE:g} s; {_ATOMICALLY}")
+
+
+def parse_data(data: bytes, path: str) -> tuple[SpanSet, list[str]]:
+    """Parse the bytes ``read_list`` returned; as ``parse_list``, ``ValueError`` names a bad line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(_undecodable(path, exc, data)) from None
+    return _parse(_Lines(io.StringIO(text), path, _SMALL_BLOCK if yielding() else _BLOCK), path)
+
+
+def _undecodable(path: str, exc: UnicodeDecodeError, data: bytes | None = None) -> str:
+    """Name the first line of ``path`` (or of its bytes ``data``) that is not UTF-8 (an error's cold path)."""
+    with open(path, "rb") if data is None else io.BytesIO(data) as raw:
         for number, line in enumerate(raw, start=1):
             try:
                 line.decode("utf-8")
@@ -303,13 +343,44 @@ class FileMatcher(Matcher):
         if not os.path.isfile(path):
             raise ValueError(f"list file {path!r} does not exist or is not a file")
         try:
-            found, warnings = parse_list(path)
+            data = read_list(path)
         except OSError as exc:
             raise ValueError(f"cannot read list file {path!r}: {exc.strerror or exc}") from None
-        for warning in warnings:
-            context.warn(warning)
+        self.count = 0
+        self._found: SpanSet | None = None
+        #: The bytes of a large list, parsed only if its index is not in the index cache.
+        self._data: bytes | None = None
+        self._key: str | None = None
+        self._warnings: list[str] = []
+        if len(data) >= SHARED_MIN:
+            self._data = data
+            self._key = f"file {path} {hashlib.sha256(data).hexdigest()}"
+        else:
+            self._take(data)
+
+    def _take(self, data: bytes) -> SpanSet:
+        found, self._warnings = parse_data(data, self.path)
+        for warning in self._warnings:
+            self.context.warn(warning)
         self.count = len(found)
-        self._found: SpanSet | None = found
+        self._found = found
+        return found
+
+    def index_key(self) -> str | None:
+        """What names this list's index in the index cache (its path and the digest of its bytes),
+        or None for a list too small to share."""
+        return self._key
+
+    def index_facts(self) -> dict[str, object]:
+        """What the index cache keeps of this list beside its index (after ``span_set``)."""
+        return {"count": self.count, "warnings": self._warnings}
+
+    def take_index_facts(self, facts: dict[str, object]) -> None:
+        """The list's index came from the index cache: take its facts, forget its bytes unparsed."""
+        self._data = None
+        self.count = int(facts["count"])  # type: ignore[call-overload]
+        for warning in facts["warnings"]:  # type: ignore[attr-defined]
+            self.context.warn(warning)
 
     def span_set(self) -> SpanSet:
         """The entries as compact columns (what the engine compiles).
@@ -318,6 +389,10 @@ class FileMatcher(Matcher):
         """
         found = self._found
         self._found = None
+        if found is None and self._data is not None:
+            data, self._data = self._data, None
+            found = self._take(data)
+            self._found = None
         if found is None:
             found = parse_list(self.path)[0]
         return found
