@@ -46,8 +46,10 @@ APP = textwrap.dedent(
         return "Hello, World!"
 
     FlaskAllow(app)
-    with open(os.path.join(os.environ["BENCH_TIMES"], str(os.getpid())), "w") as out:
+    mine = os.path.join(os.environ["BENCH_TIMES"], str(os.getpid()))
+    with open(mine + ".tmp", "w") as out:
         json.dump([started, time.time()], out)
+    os.replace(mine + ".tmp", mine)
     """
 )
 
@@ -85,14 +87,14 @@ def run(directory: Path, name: str, config: dict[str, Any], workers: int, instan
     process = subprocess.Popen([*command, "startapp:app"], env=env, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 600
-        while len(list(times.iterdir())) < workers:
+        while len(list(times.glob("[0-9]*[0-9]"))) < workers:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{name}: gunicorn failed: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
             time.sleep(0.05)
         all_ready = time.monotonic() - launched
         while fetch(port) != 200:
             time.sleep(0.05)
-        ready = [json.loads(path.read_text()) for path in times.iterdir()]
+        ready = [json.loads(path.read_text()) for path in times.glob("[0-9]*[0-9]")]
         pids = children(process.pid)
         memory = sorted(private_kib(pid) for pid in pids)
     finally:
@@ -143,7 +145,7 @@ def main() -> None:
         for name, r in results.items()
     ]
     headers = ["run", "slowest worker: start to ready", "launch to all ready", "private / worker", "vs bare"]
-    print(common.table(headers, rows))
+    common.table(headers, rows)
     common.write_json(args.json, "startup", args, results)
 
 
