@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, overload
@@ -188,6 +189,9 @@ class AppState:
         if self.access_log is not None:
             self.access_log.no_rules = not self.engine.rules
             self.access_log.start()
+            if previous is None or previous.access_log is not self.access_log:
+                where = os.path.abspath(self.access_log.filename)  # a relative name: the working directory
+                self.app.logger.info("flask_allow: the access log is written to %s", where)
         if previous is not None:
             if previous.access_log is not None and previous.access_log is not self.access_log:
                 previous.access_log.stop()
