@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -21,8 +22,11 @@ NO_DNS = {"ALLOW_DNS_NAMESERVERS": ["127.0.0.1"], "ALLOW_DNS_PORT": 9, "ALLOW_DN
 
 
 def firehol() -> Path:
-    if not FIREHOL.is_file():
-        pytest.fail(f"the published FireHOL level1 list is not at {FIREHOL} (set FLASK_ALLOW_BLOCKLISTS)")
+    if not FIREHOL.is_file():  # beside the repository; not in an unpacked sdist or a worktree
+        reason = f"the published FireHOL level1 list is not at {FIREHOL} (set FLASK_ALLOW_BLOCKLISTS)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
     return FIREHOL
 
 
