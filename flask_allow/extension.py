@@ -226,6 +226,9 @@ class AppState:
         if self.access_log is not None:
             self.access_log.no_rules = not self.engine.rules
             self.access_log.start()
+            if previous is None or previous.access_log is not self.access_log:
+                where = os.path.abspath(self.access_log.filename)  # a relative name: the working directory
+                self.app.logger.info("flask_allow: the access log is written to %s", where)
         if previous is not None:
             previous.watcher.stop()
             if previous.access_log is not None and previous.access_log is not self.access_log:

@@ -19,7 +19,13 @@ from conftest import REPO_ROOT
 BENCHMARKS = REPO_ROOT / "benchmarks"
 
 SCRIPTS = {
-    "decisions.py": ["## Decision time per client address", "## Building from a list file", "control:"],
+    "decisions.py": [
+        "## Decision time per client address",
+        "## Building from a list file",
+        "control:",
+        "## A list split by one dynamic rule",
+    ],
+    "preload.py": ["## Starting gunicorn with 2 workers", "--preload ÷ as usual"],
     "requests.py": ["## Request time against the bare app", "bare (control)", "access log lines"],
     "server.py": ["## Throughput against the bare app", "bare (control)", "queued access log after SIGTERM"],
     "reload.py": ["## Latency of requests overlapping a reload", "control: p99 quiet ÷ quiet"],
@@ -28,7 +34,7 @@ SCRIPTS = {
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_benchmark_runs_quick_and_prints_its_table(script: str, tmp_path: Path) -> None:
-    if script in ("server.py", "reload.py"):
+    if script in ("server.py", "reload.py", "preload.py"):
         pytest.importorskip("gunicorn")
     out, chart = tmp_path / "result.json", tmp_path / "chart.png"
     command = [sys.executable, str(BENCHMARKS / script), "--quick", "--json", str(out)]

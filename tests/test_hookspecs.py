@@ -100,3 +100,14 @@ def test_docs_have_an_example_per_hook() -> None:
 def test_docs_examples_run(index: int) -> None:
     code = _examples()[index]
     exec(compile(code, f"{DOCS}:example {index + 1}", "exec"), {"__name__": "hooks_doc_example"})
+
+
+def test_every_public_client_attribute_is_documented() -> None:
+    from flask_allow import Client
+
+    public = {name for name in dir(Client) if not name.startswith("_")} | set(Client.__annotations__)
+    public = {name for name in public if not name.startswith("_")}
+    section = DOCS.read_text(encoding="utf-8").split("### The Client", 1)[1].split("\n#", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE))
+    assert public >= {"address", "ip", "key", "version", "request", "via"}
+    assert public <= documented, f"undocumented Client attributes in {DOCS}: {sorted(public - documented)}"

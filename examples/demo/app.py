@@ -26,9 +26,9 @@ def index() -> object:
 
 
 @app.route("/admin")
-@allow.restrict([{"ALLOW": "127.0.0.1"}])
+@allow.restrict([{"ALLOW": "localhost"}])  # 127.0.0.0/8 and ::1: curl may come over either
 def admin() -> str:
-    return "admin area: only 127.0.0.1 gets here\n"
+    return "admin area: only this machine (127.0.0.1 or ::1) gets here\n"
 
 
 @app.route("/health")
