@@ -138,7 +138,8 @@ class Denials:
             text = ", ".join(shown[:SHOWN]) + (", ..." if len(shown) > SHOWN else "")
             names = sorted(who, key=who.__getitem__)
             said = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-            verb = "is" if len(names) == 1 and not said.endswith("clients") else "are"
+            plural = len(names) > 1 or "clients" in said
+            verb = "are" if plural else "is"
             found.append(f"{rule.describe()} covers {text}: {said} {verb} denied")
         return found
 
@@ -195,8 +196,9 @@ class Coverage:
         denials = Denials(runs, set(self.all_v4) | set(self.all_v6), self.explicit)
         denials.protect(LOCALHOST[1], LOCALHOST[0], RANK_LOCALHOST)
         denials.protect(PRIVATE[1], PRIVATE[0], RANK_PRIVATE)
+        catch_alls = set(self.all_v4) | set(self.all_v6)  # a DENY before ALLOW 'all' is what it is for
         for rule in rules:
-            if rule.action == ALLOW and rule in self.spans:
+            if rule.action == ALLOW and rule in self.spans and rule not in catch_alls:
                 denials.protect(self.spans[rule], f"the clients {rule.describe()} names", RANK_ALLOW, before=rule)
         return found, denials
 

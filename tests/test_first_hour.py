@@ -126,7 +126,11 @@ def test_explicit_networks_and_catch_alls_are_not_linted(make_app: MakeApp, capl
         [{"ALLOW": "localhost"}, {"DENY": "10.0.0.0/8"}, {"DENY": "all"}],
         [{"DENY": "localhost"}],
         [{"DENY": "10.0.0.0/9"}, {"ALLOW": "10.0.0.0/8"}, {"DENY": "all"}],
+        # the usual set-up: a published list between localhost and a final ALLOW 'all'
+        [{"ALLOW": "localhost"}, {"DENY": "file:drop.txt"}, {"ALLOW": "all"}],
+        [{"ALLOW": "localhost"}, {"DENY": "file:drop.txt"}, {"ALLOW": ["0.0.0.0/0", "::/0"]}],
     ):
+        (Path(make_app({}).root_path) / "drop.txt").write_text("192.0.2.0/24\n198.51.100.0/24\n")
         assert lints_of(caplog, make_app, {"ADDRESS_RESTRICTION": rules}) == [], rules
 
 
