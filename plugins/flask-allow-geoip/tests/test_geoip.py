@@ -388,3 +388,15 @@ def test_flask_allow_check_shows_what_the_decision_rested_on(tmp_path: Path) -> 
     shown = check("203.0.113.77")
     assert "denied by ADDRESS_RESTRICTION[0].DENY 'asn:AS2519' (AS2519 ARTERIA Networks Corporation)" in shown, shown
     assert "matches: AS2519 ARTERIA Networks Corporation (203.0.113.0/24 in" in shown, shown
+
+
+def test_a_code_without_networks_is_a_warning(
+    make_app: MakeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = str(write_database(tmp_path / "asn.mmdb", "ipinfo-asn"))
+    app = make_app({"ALLOW_GEOIP_ASN_DATABASE": database, "ADDRESS_RESTRICTION": [{"DENY": "asn:15169,AS64496"}]})
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"flask_allow: ADDRESS_RESTRICTION[0].DENY: {database} holds no network of AS64496" in warned
+    assert app.extensions["flask_allow"].engine.rules[0].matcher.describe() == (
+        f"asn AS15169, AS64496: 2 networks from {database}"
+    )
