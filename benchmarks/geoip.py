@@ -33,27 +33,16 @@ from netaddr import IPSet
 
 from flask_allow import Client, FlaskAllow
 
-OTHERS = [
-    "NL",
-    "BE",
-    "DE",
-    "FR",
-    "GB",
-    "JP",
-    "CN",
-    "BR",
-    "AU",
-    "IN",
-    "RU",
-    "ZA",
-    "CA",
-    "MX",
-    "SE",
-    "PL",
-    "IT",
-    "ES",
-    "KR",
-]
+#: The countries besides US, by continent.
+CONTINENTS = {
+    "EU": ["NL", "BE", "DE", "FR", "GB", "RU", "SE", "PL", "IT", "ES"],
+    "AS": ["JP", "CN", "IN", "KR"],
+    "NA": ["CA", "MX"],
+    "SA": ["BR"],
+    "OC": ["AU"],
+    "AF": ["ZA"],
+}
+OTHERS = [country for countries in CONTINENTS.values() for country in countries]
 
 
 def write_country_database(path: Path, count: int, seed: int) -> None:
@@ -66,8 +55,7 @@ def write_country_database(path: Path, count: int, seed: int) -> None:
     for network in four + six:
         country = "US" if rnd.random() < 0.4 else rnd.choice(OTHERS)
         if country not in records:
-            continent = {"US": "NA", "CA": "NA", "MX": "NA", "BR": "SA", "AU": "OC", "ZA": "AF"}.get(country)
-            continent = continent or ("AS" if country in ("JP", "CN", "IN", "KR") else "EU")
+            continent = next((c for c, countries in CONTINENTS.items() if country in countries), "NA")
             records[country] = {
                 "continent": {"code": continent, "names": {"en": continent}},
                 "country": {"iso_code": country, "names": {"en": country}},
