@@ -13,6 +13,7 @@ import os
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
+from ipaddress import IPv6Address
 from itertools import pairwise
 from typing import Any
 
@@ -30,6 +31,13 @@ FIELDS = {
 TABLES = {"country": ("country", "continent"), "asn": ("asn",)}
 
 _MAPPED = 0xFFFF << 32  # ::ffff:0.0.0.0, shifted right by 32
+#: The IPv6 prefixes MaxMind's databases answer from their IPv4 networks, which maxminddb's
+#: iteration skips: ``(base, shift, length)``, the IPv4 address sits at ``base | v4 << shift``.
+ALIASES = (
+    (0x2002 << 112, 80, 16),  # 6to4, 2002::/16
+    (0x20010000 << 96, 64, 32),  # Teredo, 2001::/32 (the server's IPv4 address)
+)
+_ALIAS_PROBES = 8  # IPv4 networks asked about to tell an alias from networks of its own
 _ASN_MAX = (1 << 32) - 1
 
 Stamp = tuple[int, int, int, int]
@@ -63,14 +71,26 @@ class Networks:
     def __len__(self) -> int:
         return len(self.first4) + len(self.first6)
 
-    def spans(self) -> Iterator[Span]:
+    def spans(self, aliases: tuple[tuple[int, int], ...] = ()) -> Iterator[Span]:
+        """The networks as spans; with ``aliases`` (``Database.aliases``), the IPv4 ones under each too."""
         for first, last in zip(self.first4, self.last4, strict=True):
             yield Span(4, first, last)
         for first, last in zip(self.first6, self.last6, strict=True):
             yield Span(6, first, last)
+        for base, shift in aliases:
+            low = (1 << shift) - 1
+            for first, last in zip(self.first4, self.last4, strict=True):
+                yield Span(6, base | first << shift, base | last << shift | low)
 
-    def find(self, family: int, value: int) -> tuple[int, int] | None:
-        """The ``(first, last)`` of the network holding the address, or None."""
+    def find(self, family: int, value: int, aliases: tuple[tuple[int, int], ...] = ()) -> tuple[int, int] | None:
+        """The ``(first, last)`` of the network holding the address (with ``aliases`` as in ``spans``), or None."""
+        if family == 6:
+            for base, shift in aliases:
+                if value >> (shift + 32) == base >> (shift + 32):  # under the alias: its IPv4 network
+                    found = self.find(4, (value >> shift) & 0xFFFFFFFF)
+                    if found is None:
+                        return None
+                    return base | found[0] << shift, base | found[1] << shift | ((1 << shift) - 1)
         firsts: Any = self.first4 if family == 4 else self.first6
         lasts: Any = self.last4 if family == 4 else self.last6
         i = bisect_right(firsts, value) - 1
@@ -104,6 +124,8 @@ class Database:
         self.names: dict[int, str] = {}
         #: How many networks the database holds, filed or not.
         self.count = 0
+        #: ``(base, shift)`` of each alias of the IPv4 networks the database has (see ``ALIASES``).
+        self.aliases: tuple[tuple[int, int], ...] = ()
 
 
 def read_database(path: str, kind: str) -> Database:
@@ -122,6 +144,7 @@ def read_database(path: str, kind: str) -> Database:
         database = Database(path, kind, stamp, str(getattr(meta, "database_type", "") or "unknown type"))
         try:
             _file(reader, database)
+            database.aliases = _aliases(reader, database)
         except Exception as exc:  # a damaged tree or data section: this version is refused whole
             raise ValueError(f"cannot read {path!r}: {type(exc).__name__}: {exc}") from None
     for table in database.tables.values():
@@ -138,10 +161,11 @@ def _file(reader: Any, database: Database) -> None:
     count = 0
     for network, record in reader:
         count += 1
+        first = int(network.network_address)
+        last = first | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)  # not broadcast_address: 3x the time
         if network.version == 4:
-            family, first, last = 4, int(network.network_address), int(network.broadcast_address)
+            family = 4
         else:
-            first, last = int(network.network_address), int(network.broadcast_address)
             if first >> 32 == _MAPPED:
                 # ::ffff:a.b.c.d: flask_allow takes such a client as IPv4, which the database
                 # answers from its IPv4 networks (as maxminddb's lookup of a.b.c.d does)
@@ -165,6 +189,29 @@ def _file(reader: Any, database: Database) -> None:
                 if name and number not in names:
                     names[number] = name
     database.count = count
+
+
+def _aliases(reader: Any, database: Database) -> tuple[tuple[int, int], ...]:
+    """The aliases of the IPv4 networks the database has.
+
+    An alias leads to the IPv4 tree itself, so an address under it is answered as its IPv4
+    address is, at a prefix length longer by the alias's: asked for a few IPv4 networks, that
+    tells an alias from networks of its own (which maxminddb's iteration would have given).
+    """
+    if reader.metadata().ip_version != 6:
+        return ()
+    firsts = sorted({first for table in database.tables.values() for n in table.values() for first in n.first4})
+    probes = [0, *firsts[:: max(1, len(firsts) // _ALIAS_PROBES)][:_ALIAS_PROBES]]
+    found = []
+    for base, shift, length in ALIASES:
+        for value in probes:
+            record, prefix = reader.get_with_prefix_len(IPv6Address(value))  # ::a.b.c.d: the IPv4 tree
+            aliased, aliased_prefix = reader.get_with_prefix_len(IPv6Address(base | value << shift))
+            if aliased != record or aliased_prefix - length != prefix - 96:
+                break
+        else:
+            found.append((base, shift))
+    return tuple(found)
 
 
 def _networks(table: dict[Any, Networks], code: Any) -> Networks:

@@ -52,6 +52,7 @@ class GeoMatcher(Matcher):
             )
         self.path = database.path
         self.names = database.names
+        self.aliases = database.aliases
         #: code -> its networks, for the codes of this rule only (the rest of the database is let go).
         self.networks_of: dict[Any, Networks] = {code: table.get(code) or Networks() for code in self.codes}
         empty = [code for code, networks in self.networks_of.items() if not networks]
@@ -73,7 +74,7 @@ class GeoMatcher(Matcher):
         return f"{self.table} {code}"
 
     def spans(self) -> list[Span]:
-        return [span for networks in self.networks_of.values() for span in networks.spans()]
+        return [span for networks in self.networks_of.values() for span in networks.spans(self.aliases)]
 
     def find(self, client: Client) -> tuple[Any, tuple[int, int]] | None:
         """The code and the network (first, last) of the database that hold the client, or None."""
@@ -81,7 +82,7 @@ class GeoMatcher(Matcher):
         if key is None:
             return None
         for code, networks in self.networks_of.items():
-            found = networks.find(*key)
+            found = networks.find(*key, self.aliases)
             if found is not None:
                 return code, found
         return None

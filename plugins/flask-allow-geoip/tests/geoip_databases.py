@@ -120,9 +120,15 @@ def expected(found: dict[str, Any] | None, schema: str, field: str) -> Any:
 
 
 def write_database(
-    path: Path, schema: str, places: dict[str, Place] | None = None, ip_version: int = 6, raw: bool = False
+    path: Path,
+    schema: str,
+    places: dict[str, Place] | None = None,
+    ip_version: int = 6,
+    raw: bool = False,
+    aliases: bool = False,
 ) -> Path:
-    """Write a database of ``places`` in ``schema``; ``raw``: the places are records already."""
+    """Write a database of ``places`` in ``schema``; ``raw``: the places are records already;
+    ``aliases``: 6to4 and Teredo lead to the IPv4 networks, as in MaxMind's own databases."""
     database_type, _ = SCHEMAS.get(schema, (schema, None))
     writer = MMDBWriter(
         ip_version=ip_version,
@@ -134,8 +140,27 @@ def write_database(
     )
     for network, place in (PLACES if places is None else places).items():
         writer.insert_network(IPSet([network]), place if raw else record(place, schema))  # type: ignore[arg-type]
+    if aliases:
+        alias_ipv4(writer)
     writer.to_db_file(str(path))
     return path
+
+
+#: The prefixes (value, length) MaxMind's databases alias to their IPv4 networks: 6to4, Teredo.
+ALIASED = ((0x2002, 16), (0x20010000, 32))
+
+
+def alias_ipv4(writer: MMDBWriter) -> None:
+    """Make 2002::/16 and 2001::/32 lead to the IPv4 tree (::/96), as MaxMind's writer does."""
+    ipv4 = writer.tree
+    for _ in range(96):
+        ipv4 = ipv4.get_or_create(0)  # type: ignore[assignment, union-attr]
+    for value, length in ALIASED:
+        bits = [(value >> (length - 1 - i)) & 1 for i in range(length)]
+        node = writer.tree
+        for bit in bits[:-1]:
+            node = node.get_or_create(bit)  # type: ignore[assignment]
+        node[bits[-1]] = ipv4
 
 
 def random_places(count: int, seed: int, ip_version: int = 6) -> dict[str, Place]:
@@ -182,6 +207,9 @@ def probes(places: dict[str, Place], seed: int, extra: int = 200) -> list[str]:
                 found.append(str(make(value)))
         if network.version == 4:
             found.append(f"::ffff:{make(first)}")
+            for value in (first, last):  # under the 6to4 and Teredo prefixes
+                found.append(str(ipaddress.IPv6Address((0x2002 << 112) | (value << 80) | 1)))
+                found.append(str(ipaddress.IPv6Address((0x20010000 << 96) | (value << 64) | 0xFFFF)))
     found += [str(ipaddress.IPv4Address(rnd.getrandbits(32))) for _ in range(extra)]
     found += [str(ipaddress.IPv6Address((0x2001 << 112) | rnd.getrandbits(112))) for _ in range(extra // 4)]
     return found

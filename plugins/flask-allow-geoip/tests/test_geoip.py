@@ -81,19 +81,22 @@ def test_the_entry_point_provides_the_rule_types(make_app: MakeApp, tmp_path: Pa
 
 
 @pytest.mark.parametrize("schema", COUNTRY_SCHEMAS)
-@pytest.mark.parametrize("ip_version", [6, 4])
+@pytest.mark.parametrize("layout", ["IPv6", "IPv6 with aliases", "IPv4"])
 def test_country_and_continent_rules_decide_as_the_database_says(
-    make_app: MakeApp, tmp_path: Path, schema: str, ip_version: int
+    make_app: MakeApp, tmp_path: Path, schema: str, layout: str
 ) -> None:
-    places = random_places(120, seed=len(schema) + ip_version, ip_version=ip_version)
+    ip_version = 4 if layout == "IPv4" else 6
+    places = random_places(120, seed=len(schema) + len(layout), ip_version=ip_version)
     places.update({k: v for k, v in PLACES.items() if ip_version == 6 or ":" not in k})
-    database = write_database(tmp_path / f"{schema}.mmdb", schema, places, ip_version=ip_version)
+    database = write_database(
+        tmp_path / f"{schema}.mmdb", schema, places, ip_version=ip_version, aliases=layout.endswith("aliases")
+    )
     config = {"ALLOW_GEOIP_DATABASE": str(database)}
     countries = make_app({**config, "ADDRESS_RESTRICTION": [{"DENY": "country:nl, us ,JP"}]})
     continents = make_app({**config, "ADDRESS_RESTRICTION": [{"ALLOW": "continent:eu,OC", "DENY": "all"}]})
     assert countries.extensions["flask_allow"].engine.static  # compiled into the index, no lookup per request
     with maxminddb.open_database(str(database)) as reader:
-        for address in probes(places, seed=ip_version):
+        for address in probes(places, seed=len(layout)):
             found = answer(reader, address)
             country = expected(found, schema, "country")
             continent = expected(found, schema, "continent")
@@ -106,6 +109,13 @@ def test_country_and_continent_rules_decide_as_the_database_says(
             if decision.allowed:
                 assert decision.reason.endswith(f"(continent {continent})")
     assert status(countries, "::ffff:192.0.2.1") == 403  # IPv4-mapped is the IPv4 address
+    if layout == "IPv6 with aliases":  # 6to4 and Teredo addresses are their IPv4 address's country
+        assert status(countries, "2002:c000:201::1") == 403 and status(countries, "2001:0:c000:201::1") == 403
+        assert countries.extensions["flask_allow"].engine.rules[0].matcher.explain(Client("2002:c000:201::1")) == (
+            f"matches: country NL (2002:c000:200::/41 in {database})"
+        )
+    else:
+        assert status(countries, "2002:c000:201::1") == 200
 
 
 @pytest.mark.parametrize("schema", ASN_SCHEMAS)
