@@ -7,6 +7,7 @@ import pluggy
 hookimpl = pluggy.HookimplMarker("flask_allow")
 """Marker for plugin hook implementations: ``@hookimpl def flask_allow_matchers(): ...``."""
 
+from .addresses import Span  # noqa: E402
 from .client import Client  # noqa: E402
 from .decision import Decision, Rule  # noqa: E402
 from .errors import ConfigError, MatchError  # noqa: E402
@@ -25,6 +26,7 @@ __all__ = [
     "Matcher",
     "MatcherContext",
     "Rule",
+    "Span",
     "hookimpl",
     "__version__",
 ]

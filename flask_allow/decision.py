@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .matcher import Matcher
+
 if TYPE_CHECKING:
     from .client import Client
-    from .matcher import Matcher
 
 ALLOW = "ALLOW"
 DENY = "DENY"
@@ -15,7 +16,7 @@ DENY = "DENY"
 class Rule:
     """One compiled rule: ``action`` (ALLOW or DENY), ``spec`` as written, ``location`` in config."""
 
-    __slots__ = ("action", "allowed", "index", "location", "matcher", "seconds", "spec", "static")
+    __slots__ = ("action", "allowed", "detailed", "index", "location", "matcher", "seconds", "spec", "static")
 
     def __init__(self, action: str, spec: str, location: str, matcher: Matcher, index: int) -> None:
         self.action = action
@@ -29,6 +30,9 @@ class Rule:
         self.static = False
         #: Seconds spent building the rule and collecting its networks (a list file's reading).
         self.seconds = 0.0
+        #: Whether the matcher says what a match rested on (its class overrides ``Matcher.detail``),
+        #: decided once here so that a decision of any other rule never asks.
+        self.detailed = getattr(type(matcher), "detail", Matcher.detail) is not Matcher.detail
 
     @property
     def type(self) -> str:
@@ -75,9 +79,13 @@ class Decision:
 
     @property
     def detail(self) -> str | None:
-        """What a dynamic rule's match rested on (a DNS answer), or None."""
+        """What the rule's match rested on (a DNS answer, a country), or None.
+
+        Asked only of a matcher that overrides ``Matcher.detail``; a static one answers from what
+        it was built with, so a decision's reason never changes once made.
+        """
         rule = self.rule
-        if rule is None or rule.static:
+        if rule is None or not rule.detailed:
             return None
         try:
             return rule.matcher.detail(self.client)

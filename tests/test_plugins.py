@@ -185,6 +185,44 @@ def test_static_plugin_matcher(make_app: MakeApp) -> None:
     assert rule.matcher.describe() == "4 networks"
 
 
+class Detailed(Matcher):
+    """A static rule that says which of its networks matched, as a GeoIP country rule does."""
+
+    prefix = "detailed"
+    asked = 0
+
+    def networks(self) -> list[str]:
+        return ["192.0.2.64/26", "100.64.0.0/24"]
+
+    def detail(self, client: Client) -> str | None:
+        Detailed.asked += 1
+        return "office A" if client.address.startswith("192.") else "office B"  # from what it was built with
+
+
+class DetailedPlugin:
+    @hookimpl
+    def flask_allow_matchers(self) -> list[type[Matcher]]:
+        return [Detailed, Static]
+
+
+def test_a_static_matcher_that_overrides_detail_names_it_in_the_reason(make_app: MakeApp, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    app = make_app(
+        {"ADDRESS_RESTRICTION": [{"DENY": ["static:x", "detailed:x"]}], "ACCESS_LOG": str(log)},
+        plugins=[DetailedPlugin()],
+    )
+    static, detailed = app.extensions["flask_allow"].engine.rules
+    assert static.static and detailed.static  # both compiled into the index
+    assert detailed.detailed and not static.detailed  # decided once, when the rule was built
+    assert status(app, "100.64.0.7") == 403
+    assert "denied by ADDRESS_RESTRICTION[0].DENY[1] 'detailed:x' (office B) GET" in lines(log)[-1]
+    assert app.extensions["flask_allow"].engine.decide(Client("192.0.2.65")).reason.endswith("'detailed:x' (office A)")
+    Detailed.asked = 0
+    assert status(app, "192.0.2.9") == 403  # decided by the rule without a detail of its own
+    assert "denied by ADDRESS_RESTRICTION[0].DENY[0] 'static:x' GET" in lines(log)[-1]
+    assert Detailed.asked == 0
+
+
 def test_bad_plugin_networks_and_constructor_bugs_are_config_errors(make_app: MakeApp) -> None:
     with pytest.raises(ConfigError) as info:
         make_app({"ADDRESS_RESTRICTION": [{"ALLOW": "localhost"}, {"DENY": "broken:x"}]}, plugins=[MatcherKinds()])
