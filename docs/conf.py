@@ -51,7 +51,10 @@ _OTHERS = (
     r"|ClassVar|ValueError|Exception|RuntimeError|TypeError|NotImplementedError|object|str|int|bool|float"
     r"|bytes|list|dict|tuple|set|type|None|NoneType|ipaddress|logging"
 )
-nitpick_ignore_regex = [(r"py:.*", _OTHERS)]
+nitpick_ignore_regex = [
+    (r"py:.*", _OTHERS),
+    (r"py:class", r"flask_allow\.\w+(\.\w+)*\.(T|P|R|F|V)"),  # type variables of generic signatures
+]
 
 # -- autodoc ------------------------------------------------------------------------
 autodoc_member_order = "bysource"
