@@ -28,9 +28,7 @@ def timed(app: object, address: str) -> tuple[int, float]:
 
 def test_a_reverse_rule_waits_at_most_the_timeout(dns: DNSServer, make_app: MakeApp) -> None:
     dns.drop = True
-    app = make_app(
-        dns_config(dns, [{"DENY": "*.example.com"}], ALLOW_DNS_TIMEOUT=TIMEOUT, ALLOW_DNS_ON_ERROR="deny")
-    )
+    app = make_app(dns_config(dns, [{"DENY": "*.example.com"}], ALLOW_DNS_TIMEOUT=TIMEOUT, ALLOW_DNS_ON_ERROR="deny"))
     waits = []
     for address in ("192.0.2.1", "192.0.2.2", "2001:db8::5"):
         status, elapsed = timed(app, address)
