@@ -151,7 +151,8 @@ class Settings:
             collected.append(
                 ConfigError("must be an HTTP error status that flask.abort knows (400-599)", ALLOW_DENY_STATUS, status)
             )
-        self.deny_status = status if status in default_exceptions else DEFAULTS[ALLOW_DENY_STATUS]
+        valid = isinstance(status, int) and not isinstance(status, bool) and status in default_exceptions
+        self.deny_status = status if valid else DEFAULTS[ALLOW_DENY_STATUS]
         self.report_only = _flag(config, ALLOW_REPORT_ONLY, collected)
         self.load_entry_points = _flag(config, ALLOW_LOAD_ENTRY_POINTS, collected)
         self.lints_fatal = _flag(config, ALLOW_LINTS_FATAL, collected)

@@ -108,7 +108,7 @@ def _nameservers(config: Any) -> tuple[str, ...] | None:
     for address in value:
         try:
             inet_pton(AF_INET6 if ":" in address else AF_INET, address)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL character
             raise ConfigError(
                 f"{address!r} is not an IP address (give the port in {keys.ALLOW_DNS_PORT})",
                 keys.ALLOW_DNS_NAMESERVERS,
