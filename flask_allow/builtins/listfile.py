@@ -148,34 +148,9 @@ def parse_list(path: str) -> tuple[SpanSet, list[str]]:
     Raises ``ValueError`` for a bad line (naming the file and line), an empty file, or a file
     that keeps changing for ``PATIENCE`` seconds; ``OSError`` when it cannot be read. The file
     is stat'ed before and after the read (device, inode, size, mtime): if it changed, or was
-    replaced, it is read again; so is a file whose error may come from a write under way.
+    replaced, it is read again, so a line is only ever judged in a version that stood still.
     """
-    deadline = time.monotonic() + PATIENCE
-    while True:
-        before = _settled(path, deadline)
-        with open(path, encoding="utf-8") as handle:
-            opened = _stamp(os.fstat(handle.fileno()))
-            try:
-                lines = _Lines(handle, path, _SMALL_BLOCK if yielding() else _BLOCK)
-                found, warnings = _parse(lines, path)
-                error = None
-            except UnicodeDecodeError as exc:
-                error = ValueError(_undecodable(path, exc))
-            except ValueError as exc:
-                error = exc
-            after = _stamp(os.fstat(handle.fileno()))
-        stable = opened == before == after == _stamp(os.stat(path))
-        if stable and error is None and not lines.ended:  # the last line may be cut short: it must stand still
-            time.sleep(SETTLE)
-            stable = _stamp(os.stat(path)) == before
-        if stable:
-            if error is not None:
-                raise error
-            if not lines.read:
-                raise ValueError(f"list file {path!r} is empty: a list meant to be empty holds a comment line")
-            return found, warnings
-        if time.monotonic() >= deadline:
-            raise ValueError(f"list file {path!r} kept changing for {PATIENCE:g} s; {_ATOMICALLY}")
+    return parse_data(read_list(path), path)
 
 
 def read_list(path: str) -> bytes:
