@@ -52,6 +52,27 @@ ALLOW_PROXY_HEADER = "ALLOW_PROXY_HEADER"
 #: Seconds (fractions allowed) between two looks at the files rules are built from (``file:``
 #: lists, feed copies, databases); a change is swapped in by every process. 0 turns watching off.
 ALLOW_WATCH_INTERVAL = "ALLOW_WATCH_INTERVAL"
+#: An automatic update (a watched file, a feed) that would leave a list with fewer than this
+#: fraction (0-1) of its last good entries, or none, is held back; 0 turns the check off.
+ALLOW_LIST_SHRINK_LIMIT = "ALLOW_LIST_SHRINK_LIMIT"
+#: Seconds a held-back shrink must stay unchanged before it is applied anyway (with a warning).
+ALLOW_LIST_SHRINK_HOLD = "ALLOW_LIST_SHRINK_HOLD"
+
+# -- url: feeds (the ``feeds`` extra) -------------------------------------------
+#: Seconds (fractions allowed) between two refreshes of a ``url:`` feed.
+ALLOW_FEED_INTERVAL = "ALLOW_FEED_INTERVAL"
+#: Seconds one fetch of a feed may take, connecting and reading the whole body.
+ALLOW_FEED_TIMEOUT = "ALLOW_FEED_TIMEOUT"
+#: The largest feed body accepted, in bytes; a larger one is refused.
+ALLOW_FEED_MAX_BYTES = "ALLOW_FEED_MAX_BYTES"
+#: The folder of the feeds' last good copies, shared by the processes of a machine (a path);
+#: None: ``flask_allow_feeds/`` in the app's instance folder.
+ALLOW_FEED_CACHE_DIR = "ALLOW_FEED_CACHE_DIR"
+#: A PEM file of the CAs that sign the feeds' certificates; None: the system's store.
+ALLOW_FEED_CA_BUNDLE = "ALLOW_FEED_CA_BUNDLE"
+#: Whether a feed with no cached copy that cannot be fetched at start-up fails ``init_app``
+#: (True) or starts as an empty list, with an error logged (False).
+ALLOW_FEED_REQUIRED = "ALLOW_FEED_REQUIRED"
 
 DEFAULTS: dict[str, Any] = {
     ADDRESS_RESTRICTION: None,
@@ -75,6 +96,14 @@ DEFAULTS: dict[str, Any] = {
     ALLOW_TRUSTED_PROXIES: (),
     ALLOW_PROXY_HEADER: "X-Forwarded-For",
     ALLOW_WATCH_INTERVAL: 5.0,
+    ALLOW_LIST_SHRINK_LIMIT: 0.5,
+    ALLOW_LIST_SHRINK_HOLD: 600.0,
+    ALLOW_FEED_INTERVAL: 3600.0,
+    ALLOW_FEED_TIMEOUT: 10.0,
+    ALLOW_FEED_MAX_BYTES: 64 * 1024 * 1024,
+    ALLOW_FEED_CACHE_DIR: None,
+    ALLOW_FEED_CA_BUNDLE: None,
+    ALLOW_FEED_REQUIRED: True,
 }
 
 #: ``ACCESS_LOG`` dict keys and their defaults (2.0.x names).
@@ -135,11 +164,16 @@ class Settings:
             collected.append(ConfigError("must be a whole number >= 0", ALLOW_CACHE_SIZE, size))
         self.cache_size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 65536
         self.watch_interval = seconds(config, ALLOW_WATCH_INTERVAL, collected)
+        self.shrink_limit = fraction(config, ALLOW_LIST_SHRINK_LIMIT, collected)
+        self.shrink_hold = seconds(config, ALLOW_LIST_SHRINK_HOLD, collected)
         for key in (ALLOW_PLUGINS, ALLOW_DISABLE_PLUGINS):
             try:
                 _names(get(config, key), key)
             except ConfigError as exc:
                 collected.append(exc)
+        from .feeds.settings import FeedSettings
+
+        FeedSettings.from_config(config, None, collected)  # checked even without a url: rule
         try:  # checked even without a host-name rule: a typo must not wait for the first one
             DNSSettings.from_config(config, root_path)
         except ConfigError as exc:
@@ -159,6 +193,17 @@ def seconds(config: Any, key: str, errors: list[Any], minimum: float = 0.0) -> f
     value = get(config, key)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < minimum:
         errors.append(ConfigError(f"must be a number of seconds >= {minimum:g}", key, value))
+        return float(DEFAULTS[key])
+    return float(value)
+
+
+def fraction(config: Any, key: str, errors: list[Any]) -> float:
+    """A fraction from 0 to 1 (an int or float); its default when bad."""
+    from .errors import ConfigError
+
+    value = get(config, key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        errors.append(ConfigError("must be a number from 0 to 1", key, value))
         return float(DEFAULTS[key])
     return float(value)
 

@@ -189,6 +189,7 @@ class FileMatcher(Matcher):
         for warning in warnings:
             context.warn(warning)
         self.count = len(found)
+        context.loaded(path, self.count)  # an automatic update that empties the list is held back here
         self._found: SpanSet | None = found
 
     def span_set(self) -> SpanSet:
