@@ -71,9 +71,10 @@ def fetch(
             preload_content=False,
         )
         try:
-            final = response.geturl() or url
-            if url.startswith("https:") and not str(final).startswith("https:"):
-                raise FeedError("http", f"redirected from https to {final}: refused")
+            history = response.retries.history if response.retries is not None else ()
+            for hop in history:
+                if url.startswith("https:") and str(hop.redirect_location or "").startswith("http:"):
+                    raise FeedError("http", f"redirected from https to {hop.redirect_location}: refused")
             if response.status == 304:
                 return Fetched(304, etag=etag, last_modified=last_modified)
             if response.status != 200:

@@ -279,7 +279,7 @@ class FeedService:
             "failing_since": meta.get("failing_since") or now,
             "failures": failures,
             "last_error": f"{kind}: {error}",
-            "next_try": retry_at if retry_at is not None else now + backoff,
+            "next_try": now + backoff if retry_at is None else min(retry_at, now + backoff),
         }
         with contextlib.suppress(OSError):  # the folder is the problem: said below
             feed.cache.write_meta(meta)
