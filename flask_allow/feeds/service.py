@@ -47,6 +47,22 @@ class Outcome:
         return self.result != "failed"
 
 
+class ProcessLock:
+    """A thread lock that a fork does not carry over locked (a thread of the parent may have held it)."""
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        if self._pid != os.getpid():
+            self._pid, self._lock = os.getpid(), threading.Lock()
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class Feed:
     """One ``url:`` feed of the app and its cached files; ``refs`` counts the rules using it."""
 
@@ -54,7 +70,7 @@ class Feed:
         self.url = url
         self.cache = CachedFeed(folder, url)
         self.refs = 0
-        self.lock = threading.Lock()
+        self.lock = ProcessLock()
 
     def due_at(self, settings: FeedSettings, meta: dict[str, Any] | None = None) -> float:
         """When (wall clock) the feed is to be fetched next."""
@@ -68,15 +84,14 @@ class FeedService:
     """Every feed of one app and the thread that refreshes them (kept across rebuilds)."""
 
     def __init__(self, settings: FeedSettings, logger: logging.Logger, report: Callable[[str, str], None]) -> None:
-        from .fetch import pool  # urllib3: only once a url: rule is used
+        import urllib3  # noqa: F401  (the feeds extra: only once a url: rule is used)
 
         self.settings = settings
         self.logger = logger
         self.report = report
         self.feeds: dict[str, Feed] = {}
-        self._pool = pool(settings)
         self._task: BackgroundTask | None = None
-        self._lock = threading.Lock()
+        self._lock = ProcessLock()
 
     @classmethod
     def of(cls, shared: dict[str, Any], settings: FeedSettings, app: Any) -> FeedService:
@@ -92,11 +107,8 @@ class FeedService:
                     state.report_error(kind, message, None)
 
             service = shared[SHARED_KEY] = cls(settings, app.logger, report)
-        elif service.settings != settings:
-            from .fetch import pool
-
+        else:
             service.settings = settings
-            service._pool = pool(settings)
         return service
 
     def feed(self, url: str) -> Feed:
@@ -176,16 +188,17 @@ class FeedService:
 
     def _fetch(self, feed: Feed, meta: dict[str, Any], explicit: bool) -> Outcome:
         from ..builtins.listfile import parse_list
-        from .fetch import FeedError, fetch
+        from .fetch import FeedError, fetch, pool
 
         settings = self.settings
         cache = feed.cache
         have_copy = cache.exists()
         temporary = cache.temporary()
+        manager = pool(settings)  # a pool per fetch: no connection is shared with a forked worker
         try:
             try:
                 got = fetch(
-                    self._pool,
+                    manager,
                     feed.url,
                     temporary,
                     settings,
@@ -232,6 +245,7 @@ class FeedService:
             )
             return Outcome(feed.url, "fetched", entries=entries)
         finally:
+            manager.clear()
             if temporary:
                 cache.discard(temporary)
 
