@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as common
-from reload import common_port, get, percentile
+from reload import common_port, percentile, serve, split, stop
 
 APP = textwrap.dedent(
     """
@@ -78,10 +77,6 @@ def swap_run(directory: Path, versions: list[Path], swaps: int, quiet: float, co
     windows = directory / "windows.jsonl"
     samples_file = directory / "samples.json"
     env = {**os.environ, "BENCH_LIST": str(listed), "BENCH_WINDOWS": str(windows), "PYTHONPATH": str(common.REPO)}
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
-    command += ["--worker-class", "gthread", "--threads", str(connections), "--log-level", "warning"]
-    command += ["--chdir", str(directory), "--timeout", "300", "benchapp:app"]
-    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
 
     def rebuilds() -> int:
         return len(windows.read_text().splitlines()) if windows.exists() else 0
@@ -94,19 +89,8 @@ def swap_run(directory: Path, versions: list[Path], swaps: int, quiet: float, co
         while rebuilds() < number and time.monotonic() < deadline:
             time.sleep(0.02)
 
+    server = serve(directory, port, env, connections)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"gunicorn exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                if get(port, "/") == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("gunicorn did not start")
-            time.sleep(0.2)
         started = time.time()
         swap(1)  # unmeasured: how long one takes
         first = json.loads(windows.read_text().splitlines()[0])
@@ -120,29 +104,8 @@ def swap_run(directory: Path, versions: list[Path], swaps: int, quiet: float, co
             time.sleep(quiet)
         generator.wait(timeout=seconds + 120)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    spans = [json.loads(line) for line in windows.read_text().splitlines()][1:]
-    errors = [span["error"] for span in spans if span["error"]]
-    if errors:
-        raise SystemExit(f"a rebuild failed: {errors[0]}")
-    loaded = json.loads(samples_file.read_text())
-    during, normal = [], []
-    for start, latency in loaded["samples"]:
-        if start < started:
-            continue
-        end = start + latency
-        overlapping = any(start < span["end"] and end > span["start"] for span in spans)
-        (during if overlapping else normal).append(latency)
-    return {
-        "rebuild_seconds": [span["end"] - span["start"] for span in spans],
-        "during": during,
-        "normal": normal,
-        "errors": loaded["errors"],
-    }
+        stop(server)
+    return split(windows, samples_file, started, "rebuild")
 
 
 def overhead_child(listed: str, interval: float, requests: int) -> None:
@@ -225,7 +188,7 @@ def main() -> None:
             ],
             [
                 [
-                    statistics.median(found["rebuild_seconds"]),
+                    statistics.median(found["seconds"]),
                     len(during),
                     percentile(normal, 0.5) * 1e3,
                     p99_normal * 1e3,

@@ -29,15 +29,16 @@ WORKERS = 4
 
 def fetch() -> tuple[int, str] | None:
     """One request on a new connection (so that any worker may take it): status and worker pid."""
+    conn = http.client.HTTPConnection("127.0.0.1", PORT[0], timeout=10)
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", PORT[0], timeout=10)
         conn.request("GET", "/", headers={"Connection": "close"})
         response = conn.getresponse()
         response.read()
-        conn.close()
         return response.status, response.headers.get("X-Pid", "")
     except OSError:
         return None
+    finally:
+        conn.close()
 
 
 PORT = [0]
