@@ -151,7 +151,7 @@ def main() -> None:
     quick = args.quick
     networks = args.networks or (30_000 if quick else 1_000_000)
     swaps, quiet, connections = (1, 1.0, 4) if quick else (3, 2.0, 4)
-    rounds, requests = (2, 1000) if quick else (6, 4000)
+    rounds, requests = (1, 500) if quick else (6, 4000)
     common.print_header(
         "Live list files",
         [
