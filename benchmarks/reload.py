@@ -133,23 +133,8 @@ def run(directory: Path, big: Path, inline: bool, reloads: int, quiet: float, co
     env = {**os.environ, "BENCH_LIST": str(big), "BENCH_WINDOWS": str(windows), "PYTHONPATH": str(common.REPO)}
     if inline:
         env["BENCH_INLINE"] = "1"
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
-    command += ["--worker-class", "gthread", "--threads", str(connections), "--log-level", "warning"]
-    command += ["--chdir", str(directory), "--timeout", "300", "benchapp:app"]
-    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    server = serve(directory, port, env, connections)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"gunicorn exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                if get(port, "/") == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("gunicorn did not start")
-            time.sleep(0.2)
         started = time.time()
         # first a reload unmeasured, to learn how long one takes
         get(port, "/reload")
@@ -169,15 +154,46 @@ def run(directory: Path, big: Path, inline: bool, reloads: int, quiet: float, co
             time.sleep(quiet)
         generator.wait(timeout=seconds + 120)
     finally:
-        server.send_signal(signal.SIGTERM)
+        stop(server)
+    return split(windows, samples_file, started, "reload")
+
+
+def serve(directory: Path, port: int, env: dict[str, str], connections: int) -> subprocess.Popen[bytes]:
+    """gunicorn (one gthread worker) serving ``directory/benchapp.py`` on 127.0.0.1, once it answers."""
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    command += ["--worker-class", "gthread", "--threads", str(connections), "--log-level", "warning"]
+    command += ["--chdir", str(directory), "--timeout", "300", "benchapp:app"]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            if get(port, "/") == 200:
+                return server
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop(server)
+            raise SystemExit("gunicorn did not start")
+        time.sleep(0.2)
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def split(windows: Path, samples_file: Path, started: float, what: str) -> dict[str, Any]:
+    """The load generator's latencies after ``started``, split into those overlapping a window
+    (all but the first, unmeasured, of those in ``windows``) and the others."""
     spans = [json.loads(line) for line in windows.read_text().splitlines()][1:]
     errors = [span["error"] for span in spans if span["error"]]
     if errors:
-        raise SystemExit(f"a reload failed: {errors[0]}")
+        raise SystemExit(f"a {what} failed: {errors[0]}")
     loaded = json.loads(samples_file.read_text())
     during, normal = [], []
     for start, latency in loaded["samples"]:
@@ -187,7 +203,7 @@ def run(directory: Path, big: Path, inline: bool, reloads: int, quiet: float, co
         overlapping = any(start < span["end"] and end > span["start"] for span in spans)
         (during if overlapping else normal).append(latency)
     return {
-        "reload_seconds": [span["end"] - span["start"] for span in spans],
+        "seconds": [span["end"] - span["start"] for span in spans],
         "during": during,
         "normal": normal,
         "errors": loaded["errors"],
@@ -236,7 +252,7 @@ def main() -> None:
             rows.append(
                 [
                     name,
-                    statistics.median(found["reload_seconds"]),
+                    statistics.median(found["seconds"]),
                     len(during),
                     percentile(normal, 0.5) * 1e3,
                     p99_normal * 1e3,

@@ -340,9 +340,51 @@ def rules_command() -> None:
         if endpoints:
             click.echo("Endpoints with route rules:")
             _table([["endpoint", "rule lists"], *endpoints])
+    _print_sources(state)
     click.echo("Start-up lints:" if lints else "Start-up lints: none")
     for lint in lints:
         click.echo(f"  - {lint}")
+
+
+def _print_sources(state: AppState) -> None:
+    """The list files and feeds the rules were built from: entries, changes, refresh, refusals."""
+    from .live.report import source_lines
+
+    found = source_lines(state)
+    if found:
+        click.echo("List files and feeds:")
+    for line in found:
+        click.echo(f"  {line}")
+
+
+# -------------------------------------------------------------------------
+# flask allow feeds
+# -------------------------------------------------------------------------
+
+
+@cli.command("feeds")
+@click.option("--refresh", is_flag=True, help="Fetch every feed now (a shrink is applied); exit 1 if any failed.")
+def feeds_command(refresh: bool) -> None:
+    """Show each url: feed's cached copy, validators and next refresh; --refresh fetches them now."""
+    from .live.report import feed_lines, feed_service
+
+    state = _state()
+    service = feed_service(state)
+    feeds = list(service.feeds.values()) if service is not None else []
+    if service is None or not feeds:
+        click.echo("No url: feeds.")
+        return
+    failed = False
+    for feed in feeds:
+        click.echo(feed.url)
+        if refresh:
+            outcome = service.refresh(feed, force=True, explicit=True, wait=service.settings.timeout * 2 + 5)
+            failed = failed or outcome.result in ("failed", "busy")
+            click.echo(f"  refresh: {outcome.result}" + (f" ({outcome.error})" if outcome.error else ""))
+        for line in feed_lines(feed, service):
+            click.echo(f"  {line}")
+    if failed:
+        raise SystemExit(1)
 
 
 # -------------------------------------------------------------------------

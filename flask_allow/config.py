@@ -67,6 +67,27 @@ ALLOW_INDEX_CACHE = "ALLOW_INDEX_CACHE"
 #: Turn every start-up lint (a rule that can never match, a DENY covering localhost, a trusted
 #: proxy or private clients) into a ``ConfigError``: True or False (for CI).
 ALLOW_LINTS_FATAL = "ALLOW_LINTS_FATAL"
+#: An automatic update (a watched file, a feed) that would leave a list with fewer than this
+#: fraction (0-1) of its last good entries, or none, is held back; 0 turns the check off.
+ALLOW_LIST_SHRINK_LIMIT = "ALLOW_LIST_SHRINK_LIMIT"
+#: Seconds a held-back shrink must stay unchanged before it is applied anyway (with a warning).
+ALLOW_LIST_SHRINK_HOLD = "ALLOW_LIST_SHRINK_HOLD"
+
+# -- url: feeds (the ``feeds`` extra) -------------------------------------------
+#: Seconds (fractions allowed) between two refreshes of a ``url:`` feed.
+ALLOW_FEED_INTERVAL = "ALLOW_FEED_INTERVAL"
+#: Seconds one fetch of a feed may take, connecting and reading the whole body.
+ALLOW_FEED_TIMEOUT = "ALLOW_FEED_TIMEOUT"
+#: The largest feed body accepted, in bytes; a larger one is refused.
+ALLOW_FEED_MAX_BYTES = "ALLOW_FEED_MAX_BYTES"
+#: The folder of the feeds' last good copies, shared by the processes of a machine (a path);
+#: None: ``flask_allow_feeds/`` in the app's instance folder.
+ALLOW_FEED_CACHE_DIR = "ALLOW_FEED_CACHE_DIR"
+#: A PEM file of the CAs that sign the feeds' certificates; None: the system's store.
+ALLOW_FEED_CA_BUNDLE = "ALLOW_FEED_CA_BUNDLE"
+#: Whether a feed with no cached copy that cannot be fetched at start-up fails ``init_app``
+#: (True) or starts as an empty list, with an error logged (False).
+ALLOW_FEED_REQUIRED = "ALLOW_FEED_REQUIRED"
 
 DEFAULTS: dict[str, Any] = {
     ADDRESS_RESTRICTION: None,
@@ -92,6 +113,14 @@ DEFAULTS: dict[str, Any] = {
     ALLOW_WATCH_INTERVAL: 5.0,
     ALLOW_INDEX_CACHE: None,
     ALLOW_LINTS_FATAL: False,
+    ALLOW_LIST_SHRINK_LIMIT: 0.5,
+    ALLOW_LIST_SHRINK_HOLD: 600.0,
+    ALLOW_FEED_INTERVAL: 3600.0,
+    ALLOW_FEED_TIMEOUT: 10.0,
+    ALLOW_FEED_MAX_BYTES: 64 * 1024 * 1024,
+    ALLOW_FEED_CACHE_DIR: None,
+    ALLOW_FEED_CA_BUNDLE: None,
+    ALLOW_FEED_REQUIRED: True,
 }
 
 #: ``ACCESS_LOG`` dict keys and their defaults (2.0.x names).
@@ -175,11 +204,16 @@ class Settings:
             index_cache = None
         #: ``ALLOW_INDEX_CACHE`` as given: a path, None (the instance folder's) or False (off).
         self.index_cache: str | bool | None = index_cache
+        self.shrink_limit = fraction(config, ALLOW_LIST_SHRINK_LIMIT, collected)
+        self.shrink_hold = seconds(config, ALLOW_LIST_SHRINK_HOLD, collected)
         for key in (ALLOW_PLUGINS, ALLOW_DISABLE_PLUGINS):
             try:
                 _names(get(config, key), key)
             except ConfigError as exc:
                 collected.append(exc)
+        from .feeds.settings import FeedSettings
+
+        FeedSettings.from_config(config, None, collected)  # checked even without a url: rule
         try:  # checked even without a host-name rule: a typo must not wait for the first one
             DNSSettings.from_config(config, root_path)
         except ConfigError as exc:
@@ -199,6 +233,17 @@ def seconds(config: Any, key: str, errors: list[Any], minimum: float = 0.0) -> f
     value = get(config, key)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < minimum:
         errors.append(ConfigError(f"must be a number of seconds >= {minimum:g}", key, value))
+        return float(DEFAULTS[key])
+    return float(value)
+
+
+def fraction(config: Any, key: str, errors: list[Any]) -> float:
+    """A fraction from 0 to 1 (an int or float); its default when bad."""
+    from .errors import ConfigError
+
+    value = get(config, key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        errors.append(ConfigError("must be a number from 0 to 1", key, value))
         return float(DEFAULTS[key])
     return float(value)
 

@@ -212,8 +212,12 @@ def _spans_of(rule: Rule, errors: list[ConfigError]) -> list[Span] | SpanSet | N
     try:
         return static_spans(rule.matcher)
     except Exception as exc:  # a plugin's networks() holding a bad entry, a list that fails to read
-        errors.append(ConfigError(f"{rule.spec!r}: {type(exc).__name__}: {exc}", rule.location, rule.spec))
+        errors.append(_rule_error(rule, exc))
         raise _Failed from None
+
+
+def _rule_error(rule: Rule, exc: Exception) -> ConfigError:
+    return ConfigError(f"{rule.spec!r}: {type(exc).__name__}: {exc}", rule.location, rule.spec)
 
 
 def _index_key(matcher: Matcher) -> str | None:
@@ -414,7 +418,10 @@ class Engine:
         for position, ((rule, spans), facts) in enumerate(zip(run, index.facts, strict=True)):
             covers.add_facts(rule, facts["lints"])
             if spans is None and position not in read_here:
-                rule.matcher.take_index_facts(facts["matcher"])  # type: ignore[attr-defined]
+                try:
+                    rule.matcher.take_index_facts(facts["matcher"])  # type: ignore[attr-defined]
+                except Exception as exc:  # a shrink held back, say
+                    errors.append(_rule_error(rule, exc))
         return index
 
     def protect(self, spans: Iterable[Span], whose: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, overload
@@ -21,6 +22,7 @@ from .engine import Engine, combine, compile_rules, fatal_lints
 from .errors import ConfigError
 from .index import built_elsewhere
 from .live import Watcher, swap_state
+from .live.shrink import ShrinkGuard, Source
 from .matcher import MatcherContext
 from .plugins import make_plugin_manager
 from .registry import MatcherRegistry
@@ -89,7 +91,10 @@ class AppState:
         self.settings = keys.Settings(config, app.root_path, errors)
         self.shared: dict[str, Any] = shared if shared is not None else {}
         #: The files these rules were built from, watched for change (``ALLOW_WATCH_INTERVAL``).
-        self.watcher = Watcher(self.settings.watch_interval, self._source_changed, app.logger)
+        guard = ShrinkGuard.of(self.shared)
+        self.watcher = Watcher(self.settings.watch_interval, self._source_changed, app.logger, retry_at=guard.retry_at)
+        #: (rule location, path) -> the list each ``file:`` (or feed) rule was built from.
+        self.sources: dict[tuple[str, str], Source] = {}
         try:
             self.pm = make_plugin_manager(config, extension.plugins)
             provided = []
@@ -204,9 +209,30 @@ class AppState:
         def watch(path: str) -> None:
             self.watcher.add(path, location)
 
+        def loaded(path: str, entries: int, guard: bool, url: str | None) -> None:
+            self._loaded(location, path, entries, guard, url)
+
         return MatcherContext(
-            app, app.config, location, self.shared, app.logger, changed, watch=watch, automatic=self.automatic
+            app,
+            app.config,
+            location,
+            self.shared,
+            app.logger,
+            changed,
+            watch=watch,
+            automatic=self.automatic,
+            loaded=loaded,
         )
+
+    def _loaded(self, location: str, path: str, entries: int, guard: bool, url: str | None) -> None:
+        """A rule read ``entries`` from ``path``: hold an automatic shrink back, then record it."""
+        if guard and self.automatic:
+            settings = self.settings
+            ShrinkGuard.of(self.shared).check(
+                location, path, entries, settings.shrink_limit, settings.shrink_hold, self.app.logger
+            )
+        kind = "file" if url is None else "feed"
+        self.sources[(location, path)] = Source(location, path, entries, time.time(), kind, url)
 
     def _source_changed(self, paths: list[str]) -> None:
         """The watcher's rebuild: new rules from the changed files, unless this state was replaced."""
@@ -229,6 +255,7 @@ class AppState:
             if previous is None or previous.access_log is not self.access_log:
                 where = os.path.abspath(self.access_log.filename)  # a relative name: the working directory
                 self.app.logger.info("flask_allow: the access log is written to %s", where)
+        ShrinkGuard.of(self.shared).commit(self.sources)
         if previous is not None:
             previous.watcher.stop()
             if previous.access_log is not None and previous.access_log is not self.access_log:
@@ -522,18 +549,43 @@ class FlaskAllow:
             with built_elsewhere():  # large lists compile in a child process: requests keep the GIL
                 return AppState(app, self, shared=old.shared, previous=old, automatic=automatic)
 
+        replaced: list[AppState | None] = []
+
         def start(new: AppState, old: AppState | None) -> None:
+            replaced.append(old)
             new.start(previous=old, reason=reason)
 
         try:
             new = swap_state(app, EXTENSION_KEY, build, start, unless=None if current is None else current.__ne__)
         except ConfigError as exc:
             if automatic and current is not None:
-                app.logger.error("flask_allow: %s; the last good rules stay in force:\n%s", reason, exc)
+                app.logger.error(
+                    "flask_allow: %s; the last good rules stay in force (%s):\n%s",
+                    reason,
+                    _counts(current, None),
+                    exc,
+                )
                 current.report_error("source_refused", str(exc), None)
             raise
-        if new is not None and automatic:
-            app.logger.info("flask_allow: rules rebuilt (%s)", reason)
+        if new is not None:
+            app.logger.info("flask_allow: rules swapped in (%s): %s", reason, _counts(replaced[0], new))
+
+
+def _counts(old: AppState | None, new: AppState | None) -> str:
+    """The entries of each list file before and after a swap (or those in force), for the log."""
+    before = {} if old is None else old.sources
+    after = before if new is None else new.sources
+    if not after:
+        return "no list files"
+    parts = []
+    for key, source in after.items():
+        name = source.url or source.path
+        was = before.get(key)
+        if new is None or was is None:
+            parts.append(f"{source.location} {name}: {source.entries} entries")
+        else:
+            parts.append(f"{source.location} {name}: {was.entries} -> {source.entries} entries")
+    return "; ".join(parts)
 
 
 def _make_guard(app: Flask) -> Callable[[], Response | None]:

@@ -117,7 +117,8 @@ def flask_allow_error(app: Flask, kind: str, message: str, location: str | None)
 
     The error was already logged on the app logger; this hook is for counting it (metrics).
     Kinds include ``"source_refused"`` (a new version of a watched source did not build, and the
-    last good rules stay in force); plugins may report kinds of their own. Called from a request
+    last good rules stay in force) and ``"feed_refused"`` (a ``url:`` feed's refresh failed, its
+    last good copy stays; once per outage); plugins may report kinds of their own. Called from a request
     or a background thread; an exception raised here is logged and ignored.
 
     :param app: The Flask app the error belongs to.

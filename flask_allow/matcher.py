@@ -43,6 +43,7 @@ class MatcherContext:
         changed: Callable[[], None],
         watch: Callable[[str], None] | None = None,
         automatic: bool = False,
+        loaded: Callable[[str, int, bool, str | None], None] | None = None,
     ) -> None:
         self.app = app
         self.config = config
@@ -52,6 +53,7 @@ class MatcherContext:
         self._changed = changed
         self._watch = watch
         self.automatic = automatic
+        self._loaded = loaded
 
     def warn(self, message: str) -> None:
         """Log a start-up warning about this rule on the app logger."""
@@ -71,6 +73,18 @@ class MatcherContext:
         """
         if self._watch is not None:
             self._watch(path)
+
+    def loaded(self, path: str, entries: int, guard: bool = True, url: str | None = None) -> None:
+        """Say that the list read from ``path`` holds ``entries`` entries (``flask allow rules``
+        shows it; the counts are logged at each swap).
+
+        With ``guard``, raises ``ValueError`` when an automatic update would shrink the list
+        below ``ALLOW_LIST_SHRINK_LIMIT`` of its last good entries, or to none: the rebuild is
+        then refused and the last good rules stay in force. ``url`` names a feed the file is the
+        cached copy of (the feed checked its own shrink before writing it: pass ``guard=False``).
+        """
+        if self._loaded is not None:
+            self._loaded(path, entries, guard, url)
 
 
 class Matcher:

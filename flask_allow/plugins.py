@@ -21,6 +21,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "flask_allow.builtins.networks",
     "flask_allow.builtins.keywords",
     "flask_allow.builtins.listfile",
+    "flask_allow.feeds.matcher",
     "flask_allow.builtins.hostnames",
     "flask_allow.builtins.reverse",
     "flask_allow.builtins.proxies",

@@ -29,12 +29,13 @@ SCRIPTS = {
     "requests.py": ["## Request time against the bare app", "bare (control)", "access log lines"],
     "server.py": ["## Throughput against the bare app", "bare (control)", "queued access log after SIGTERM"],
     "reload.py": ["## Latency of requests overlapping a reload", "control: p99 quiet ÷ quiet"],
+    "live.py": ["## Latency of requests overlapping a watcher swap", "control: off ÷ off"],
 }
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_benchmark_runs_quick_and_prints_its_table(script: str, tmp_path: Path) -> None:
-    if script in ("server.py", "reload.py", "preload.py"):
+    if script in ("server.py", "reload.py", "preload.py", "live.py"):
         pytest.importorskip("gunicorn")
     out, chart = tmp_path / "result.json", tmp_path / "chart.png"
     command = [sys.executable, str(BENCHMARKS / script), "--quick", "--json", str(out)]

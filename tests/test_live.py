@@ -302,3 +302,116 @@ def test_a_forked_child_follows_the_file_on_its_own(make_app: MakeApp, blocklist
         os.close(ready_r)
         os.close(go_w)
     assert os.waitstatus_to_exitcode(result) == 0
+
+
+# -- the shrink limit ---------------------------------------------------------
+
+
+def networks(count: int, third: int = 0) -> str:
+    """``count`` /32s in 10.<third>.x.y, one a line."""
+    return "".join(f"10.{third}.{n // 256}.{n % 256}\n" for n in range(count))
+
+
+def shrink_app(make_app: MakeApp, path: Path, recorder: Recorder | None = None, **config: Any) -> Any:
+    path.write_text(networks(100), encoding="utf-8")
+    settings = {"ADDRESS_RESTRICTION": [{"DENY": f"file:{path}"}], "ALLOW_WATCH_INTERVAL": FAST, **config}
+    return make_app(settings, plugins=[recorder] if recorder else [])
+
+
+def test_an_automatic_shrink_is_held_back_and_reload_applies_it(
+    make_app: MakeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    path = tmp_path / "deny.txt"
+    recorder = Recorder()
+    app = shrink_app(make_app, path, recorder)
+    state = app.extensions["flask_allow"]
+    write_atomically(path, networks(40))  # a half-written list: 40 of 100
+    eventually(lambda: bool(recorder.errors))
+    time.sleep(10 * FAST)
+    assert app.extensions["flask_allow"] is state
+    assert status(app, "10.0.0.99") == 403  # the last good list still denies
+    [(kind, message, _)] = recorder.errors
+    assert kind == "source_refused"
+    assert "ADDRESS_RESTRICTION[0].DENY" in message and str(path) in message and "from 100 to 40 entries" in message
+    refusals = [r.getMessage() for r in caplog.records if "last good rules stay in force" in r.getMessage()]
+    assert len(refusals) == 1 and "100 entries" in refusals[0]
+    assert state.watcher.why[str(path)].endswith("unchanged for 600 s")
+    app.extensions["flask_allow"].extension.reload(app)  # the operator says the list really shrank
+    assert status(app, "10.0.0.99") == 200 and status(app, "10.0.0.39") == 403
+    assert any("100 -> 40 entries" in r.getMessage() for r in caplog.records)
+
+
+def test_an_emptied_list_is_held_back(make_app: MakeApp, tmp_path: Path) -> None:
+    path = tmp_path / "deny.txt"
+    recorder = Recorder()
+    app = shrink_app(make_app, path, recorder, ALLOW_LIST_SHRINK_LIMIT=0.01)
+    write_atomically(path, "# nothing here today\n")
+    eventually(lambda: bool(recorder.errors))
+    assert "from 100 to 0 entries" in recorder.errors[0][1]
+    assert status(app, "10.0.0.1") == 403
+
+
+def test_a_shrink_within_the_limit_and_growth_apply_at_once(make_app: MakeApp, tmp_path: Path) -> None:
+    path = tmp_path / "deny.txt"
+    recorder = Recorder()
+    app = shrink_app(make_app, path, recorder)
+    write_atomically(path, networks(60))
+    eventually(lambda: status(app, "10.0.0.70") == 200)
+    write_atomically(path, networks(31))  # 31 of the last good 60 (not of the first 100)
+    eventually(lambda: status(app, "10.0.0.40") == 200)
+    assert not recorder.errors
+
+
+def test_a_held_back_shrink_is_applied_once_it_stays_for_the_hold_time(
+    make_app: MakeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "deny.txt"
+    recorder = Recorder()
+    app = shrink_app(make_app, path, recorder, ALLOW_LIST_SHRINK_HOLD=0.6)
+    write_atomically(path, networks(10))
+    eventually(lambda: bool(recorder.errors))
+    refused_at = time.monotonic()
+    assert status(app, "10.0.0.50") == 403
+    eventually(lambda: status(app, "10.0.0.50") == 200)
+    assert time.monotonic() - refused_at > 0.4
+    assert len(recorder.errors) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [message for message in warnings if "applied, as" in message]
+    assert len(warnings) == 1 and "from 100 to 10 entries" in warnings[0]
+
+
+def test_a_change_during_the_hold_starts_it_again(make_app: MakeApp, tmp_path: Path) -> None:
+    path = tmp_path / "deny.txt"
+    recorder = Recorder()
+    app = shrink_app(make_app, path, recorder, ALLOW_LIST_SHRINK_HOLD=1.0)
+    write_atomically(path, networks(10))
+    eventually(lambda: len(recorder.errors) == 1)
+    time.sleep(0.6)
+    write_atomically(path, networks(11))  # still too small, and a new version: held anew
+    eventually(lambda: len(recorder.errors) == 2)
+    changed_at = time.monotonic()
+    eventually(lambda: status(app, "10.0.0.10") == 403 and status(app, "10.0.0.50") == 200)
+    assert time.monotonic() - changed_at > 0.7
+
+
+def test_a_shrink_limit_of_zero_applies_every_shrink(make_app: MakeApp, tmp_path: Path) -> None:
+    path = tmp_path / "deny.txt"
+    app = shrink_app(make_app, path, ALLOW_LIST_SHRINK_LIMIT=0)
+    write_atomically(path, networks(1))
+    eventually(lambda: status(app, "10.0.0.50") == 200)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ALLOW_LIST_SHRINK_LIMIT", 1.5),
+        ("ALLOW_LIST_SHRINK_LIMIT", -0.1),
+        ("ALLOW_LIST_SHRINK_LIMIT", "half"),
+        ("ALLOW_LIST_SHRINK_HOLD", -1),
+        ("ALLOW_LIST_SHRINK_HOLD", None),
+    ],
+)
+def test_bad_shrink_settings_are_config_errors(make_app: MakeApp, key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=key):
+        make_app({key: value})

@@ -338,6 +338,7 @@ class FileMatcher(Matcher):
         for warning in self._warnings:
             self.context.warn(warning)
         self.count = len(found)
+        self.context.loaded(self.path, self.count)  # an automatic update that empties the list is held back here
         self._found = found
         return found
 
@@ -356,6 +357,7 @@ class FileMatcher(Matcher):
         self.count = int(facts["count"])  # type: ignore[call-overload]
         for warning in facts["warnings"]:  # type: ignore[attr-defined]
             self.context.warn(warning)
+        self.context.loaded(self.path, self.count)
 
     def span_set(self) -> SpanSet:
         """The entries as compact columns (what the engine compiles).

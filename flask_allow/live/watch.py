@@ -4,7 +4,8 @@ A matcher that reads a file calls ``MatcherContext.watch(path)`` before reading 
 taken then is what the file is compared with. A changed stamp is only acted on once it has
 stayed the same for ``SETTLE`` seconds (a file being written changes from one look to the
 next), and then the whole rule set is rebuilt and swapped in (``swap.swap_state``). A rebuild
-that fails keeps the running rules; that version of the file is tried again when it changes.
+that fails keeps the running rules; that version of the file is tried again when it changes,
+or, when it was held back by the shrink limit, once it has stayed the same for the hold time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class Watcher:
     """Watch files; call ``rebuild(paths)`` when some changed and settled.
 
     ``rebuild`` builds and swaps in new rules, or raises (``ConfigError``) to keep the old ones;
-    it is then not called again for the same stamps. ``interval`` 0 watches nothing.
+    it is then not called again for the same stamps, unless ``retry_at(path, stamp)`` gives a
+    (monotonic) time to try again (a version held back by the shrink limit). ``interval`` 0
+    watches nothing.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class Watcher:
         rebuild: Callable[[list[str]], None],
         logger: logging.Logger,
         settle: float = SETTLE,
+        retry_at: Callable[[str, Stamp], float | None] | None = None,
     ) -> None:
         self.interval = interval
         self.settle = settle
@@ -45,6 +49,11 @@ class Watcher:
         self.locations: dict[str, list[str]] = {}
         #: path -> the stamp of the version refused last, not tried again until it changes.
         self.refused: dict[str, Stamp] = {}
+        #: path -> why its refused version was refused (the error's first line), for the CLI.
+        self.why: dict[str, str] = {}
+        #: path -> when (monotonic) its refused version is tried again.
+        self.retry: dict[str, float] = {}
+        self.retry_at = retry_at
         self._lock = threading.Lock()
         self.task = BackgroundTask("file watcher", interval, self.poll, logger) if interval > 0 else None
 
@@ -70,10 +79,14 @@ class Watcher:
         with self._lock:
             files = list(self.files.items())
         found = {}
+        clock = time.monotonic()
         for path, built in files:
             now = stamp(path)
-            if now != built and (path not in self.refused or self.refused[path] != now):
-                found[path] = now
+            if now == built:
+                continue
+            if path in self.refused and self.refused[path] == now and clock < self.retry.get(path, float("inf")):
+                continue
+            found[path] = now
         return found
 
     def poll(self) -> float | None:
@@ -87,9 +100,21 @@ class Watcher:
             return self.settle
         try:
             self.rebuild(settled)
-        except Exception:
+        except Exception as exc:
             with self._lock:
                 for path in settled:
                     self.refused[path] = changed[path]
+                    self.why[path] = _line_about(path, exc)
+                    until = self.retry_at(path, changed[path]) if self.retry_at is not None else None
+                    if until is None:
+                        self.retry.pop(path, None)
+                    else:
+                        self.retry[path] = until
             raise
         return None
+
+
+def _line_about(path: str, exc: Exception) -> str:
+    """The line of an error that names ``path`` (a combined error names every rule), else its last."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return next((line for line in lines if path in line), lines[-1])
