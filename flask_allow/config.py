@@ -82,8 +82,10 @@ ALLOW_FEED_TIMEOUT = "ALLOW_FEED_TIMEOUT"
 ALLOW_FEED_MAX_BYTES = "ALLOW_FEED_MAX_BYTES"
 #: The folder of the feeds' last good copies, shared by the processes of a machine (a path);
 #: None: ``flask_allow_feeds/`` in the app's instance folder.
+#: Type: str or None
 ALLOW_FEED_CACHE_DIR = "ALLOW_FEED_CACHE_DIR"
 #: A PEM file of the CAs that sign the feeds' certificates; None: the system's store.
+#: Type: str or None
 ALLOW_FEED_CA_BUNDLE = "ALLOW_FEED_CA_BUNDLE"
 #: Whether a feed with no cached copy that cannot be fetched at start-up fails ``init_app``
 #: (True) or starts as an empty list, with an error logged (False).

@@ -307,6 +307,9 @@ class FileMatcher(Matcher):
     """``file:/etc/app/blocklist.txt``."""
 
     prefix = "file"
+    #: Set for a large list: it is then shared through the index cache (subclasses may leave it).
+    _key: str | None = None
+    _data: bytes | None = None
 
     def __init__(self, value: str, context: MatcherContext) -> None:
         super().__init__(value, context)
@@ -324,8 +327,7 @@ class FileMatcher(Matcher):
         self.count = 0
         self._found: SpanSet | None = None
         #: The bytes of a large list, parsed only if its index is not in the index cache.
-        self._data: bytes | None = None
-        self._key: str | None = None
+        self._data = None
         self._warnings: list[str] = []
         if len(data) >= SHARED_MIN:
             self._data = data
