@@ -23,6 +23,7 @@ SCRIPTS = {
     "requests.py": ["## Request time against the bare app", "bare (control)", "access log lines"],
     "server.py": ["## Throughput against the bare app", "bare (control)", "queued access log after SIGTERM"],
     "reload.py": ["## Latency of requests overlapping a reload", "control: p99 quiet ÷ quiet"],
+    "metrics.py": ["## Request time with the metrics plugin against without it", "decisions counted:"],
 }
 
 
