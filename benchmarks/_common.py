@@ -162,9 +162,12 @@ def interleave(variants: dict[str, Callable[[], float]], rounds: int) -> dict[st
     return found
 
 
-def request_batches(apps: dict[str, Any], batch: int, address: str) -> dict[str, Callable[[], float]]:
+def request_batches(
+    apps: dict[str, Any], batch: int, address: str, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, Callable[[], float]]:
     """Per app, a run of ``batch`` GETs of ``/`` from ``address`` through Flask's test client,
-    returning seconds per request; each app must answer 200, so all do the same work after the guard."""
+    returning seconds per request by ``clock``; each app must answer 200, so all do the same work
+    after the guard."""
     variants = {}
     for name, app in apps.items():
         client = app.test_client()
@@ -174,10 +177,10 @@ def request_batches(apps: dict[str, Any], batch: int, address: str) -> dict[str,
             raise SystemExit(f"{name}: status {status}")
 
         def run(client: Any = client, environ: dict[str, str] = environ) -> float:
-            start = time.perf_counter()
+            start = clock()
             for _ in range(batch):
                 client.get("/", environ_base=environ)
-            return (time.perf_counter() - start) / batch
+            return (clock() - start) / batch
 
         variants[name] = run
     for run in variants.values():  # warm up
