@@ -162,6 +162,32 @@ def interleave(variants: dict[str, Callable[[], float]], rounds: int) -> dict[st
     return found
 
 
+def request_batches(
+    apps: dict[str, Any], batch: int, address: str, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, Callable[[], float]]:
+    """Per app, a run of ``batch`` GETs of ``/`` from ``address`` through Flask's test client,
+    returning seconds per request by ``clock``; each app must answer 200, so all do the same work
+    after the guard."""
+    variants = {}
+    for name, app in apps.items():
+        client = app.test_client()
+        environ = {"REMOTE_ADDR": address}
+        status = client.get("/", environ_base=environ).status_code
+        if status != 200:
+            raise SystemExit(f"{name}: status {status}")
+
+        def run(client: Any = client, environ: dict[str, str] = environ) -> float:
+            start = clock()
+            for _ in range(batch):
+                client.get("/", environ_base=environ)
+            return (clock() - start) / batch
+
+        variants[name] = run
+    for run in variants.values():  # warm up
+        run()
+    return variants
+
+
 def ratio(results: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float, float]:
     """Median, lowest and highest of the per-round ratios ``name / baseline``."""
     ratios = sorted(a / b for a, b in zip(results[name], results[baseline], strict=True) if b)

@@ -15,8 +15,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,26 +75,7 @@ def main() -> None:
                 },
             ),
         }
-        for name, app in apps.items():  # every app answers 200, so all do the same work after the guard
-            response = app.test_client().get("/", environ_base={"REMOTE_ADDR": CLIENT})
-            if response.status_code != 200:
-                raise SystemExit(f"{name}: status {response.status_code}")
-
-        def variant(app: Flask) -> Callable[[], float]:
-            client = app.test_client()
-            environ = {"REMOTE_ADDR": CLIENT}
-
-            def run() -> float:
-                start = time.perf_counter()
-                for _ in range(batch):
-                    client.get("/", environ_base=environ)
-                return (time.perf_counter() - start) / batch
-
-            return run
-
-        variants = {name: variant(app) for name, app in apps.items()}
-        for run in variants.values():  # warm up
-            run()
+        variants = common.request_batches(apps, batch, CLIENT)
         found = common.interleave(variants, rounds)
         rows = []
         for name, values in found.items():

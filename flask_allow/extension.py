@@ -104,6 +104,7 @@ class AppState:
             self.registry = MatcherRegistry(provided)
         except ConfigError as exc:
             raise combine([*errors, exc]) from exc
+        self._check_plugin_config(app, errors)
         from .builtins.proxies import TrustedProxies
 
         built: list[Any] = []
@@ -166,6 +167,17 @@ class AppState:
             found.extend(engine.lints)
         return found
 
+    def _check_plugin_config(self, app: Flask, errors: list[ConfigError]) -> None:
+        """Let every ``flask_allow_check_config`` plugin check its keys; collect what they raise."""
+        for impl in reversed(self.pm.hook.flask_allow_check_config.get_hookimpls()):
+            try:
+                impl.function(**{name: (app if name == "app" else app.config) for name in impl.argnames})
+            except ConfigError as exc:
+                errors.append(exc)
+            except Exception as exc:
+                message = f"plugin {impl.plugin_name!r} failed to check the configuration: {type(exc).__name__}: {exc}"
+                errors.append(ConfigError(message))
+
     def _each_result(self, hook: Any) -> Iterable[tuple[Any, str]]:
         for impl in reversed(hook.get_hookimpls()):
             yield impl.function(), impl.plugin_name
@@ -222,6 +234,7 @@ class AppState:
             watch=watch,
             automatic=self.automatic,
             loaded=loaded,
+            report=self.report_error,
         )
 
     def _loaded(self, location: str, path: str, entries: int, guard: bool, url: str | None) -> None:
@@ -373,12 +386,20 @@ class AppState:
         else:
             decision = self.decide(req)
         req.environ[DECISION_ENVIRON_KEY] = decision
+        if decision.error is not None:
+            self._report_denial(decision)
         observe = self._observe
         if observe is None or observe:
             self.notify(decision)
         if decision.allowed or not decision.enforced:
             return None
         return self.deny(decision)
+
+    def _report_denial(self, decision: Decision) -> None:
+        """Report a request denied for an error: its client address unreadable, or a rule that failed."""
+        rule = decision.rule
+        kind = "client_address" if decision.client.key is None else "matcher"
+        self.report_error(kind, decision.error or "", rule.location if rule is not None else None)
 
     def notify(self, decision: Decision) -> None:
         """Call every ``flask_allow_decision`` observer; one that fails is logged, not fatal."""

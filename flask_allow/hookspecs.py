@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from flask import Flask, Request
+    from flask import Config, Flask, Request
     from werkzeug.wrappers import Response
 
     from .client import Client
@@ -37,6 +37,20 @@ def flask_allow_matchers() -> list[type[Matcher]]:
     providing the same ``prefix`` is a ``ConfigError`` naming both.
 
     :return: A list of ``Matcher`` subclasses; an empty list or None provides none.
+    """
+
+
+@hookspec
+def flask_allow_check_config(config: Config, app: Flask) -> None:
+    """Check this plugin's own configuration keys, each time the rules are built.
+
+    Called by ``init_app``, ``reload()`` and every rebuild, before the new rules are put in
+    force. Raise ``ConfigError`` naming the key for a bad value: it is reported together with
+    every other configuration error, and the rules are not built (at start-up, ``init_app``
+    fails). Any other exception is a ``ConfigError`` naming the plugin.
+
+    :param config: The app's configuration (``app.config``).
+    :param app: The Flask app whose rules are being built.
     """
 
 
@@ -116,9 +130,13 @@ def flask_allow_error(app: Flask, kind: str, message: str, location: str | None)
     """Observe an error flask_allow handled without failing a request.
 
     The error was already logged on the app logger; this hook is for counting it (metrics).
-    Kinds include ``"source_refused"`` (a new version of a watched source did not build, and the
-    last good rules stay in force) and ``"feed_refused"`` (a ``url:`` feed's refresh failed, its
-    last good copy stays; once per outage); plugins may report kinds of their own. Called from a request
+    The kinds flask_allow reports: ``"client_address"`` (a request denied because its client
+    address could not be read: not an IP address, an unreadable proxy header, a failing
+    ``flask_allow_client_address``), ``"matcher"`` (a request denied because a rule failed to
+    decide), ``"dns"`` (a DNS lookup failed: timeout, SERVFAIL, no name server),
+    ``"source_refused"`` (a new version of a watched source did not build, and the last good
+    rules stay in force) and ``"feed_refused"`` (a ``url:`` feed's refresh failed, its last good
+    copy stays; once per outage); plugins may report kinds of their own. Called from a request
     or a background thread; an exception raised here is logged and ignored.
 
     :param app: The Flask app the error belongs to.

@@ -31,6 +31,7 @@ class MatcherContext:
     rule is built from live: when it changes, the rules are rebuilt and swapped in.
     ``automatic`` is True while the rules are rebuilt because a watched source changed (not by
     ``init_app`` or ``reload()``), when a matcher may be stricter about what it accepts.
+    ``report_error(kind, message)`` counts an error the matcher handled (``flask_allow_error``).
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class MatcherContext:
         watch: Callable[[str], None] | None = None,
         automatic: bool = False,
         loaded: Callable[[str, int, bool, str | None], None] | None = None,
+        report: Callable[[str, str, str | None], None] | None = None,
     ) -> None:
         self.app = app
         self.config = config
@@ -54,6 +56,7 @@ class MatcherContext:
         self._watch = watch
         self.automatic = automatic
         self._loaded = loaded
+        self._report = report
 
     def warn(self, message: str) -> None:
         """Log a start-up warning about this rule on the app logger."""
@@ -62,6 +65,15 @@ class MatcherContext:
     def changed(self) -> None:
         """Drop cached decisions: the answers of a dynamic matcher have changed."""
         self._changed()
+
+    def report_error(self, kind: str, message: str, location: str | None = None) -> None:
+        """Tell the ``flask_allow_error`` plugins of an error handled without failing a request.
+
+        Log it first (this only counts it). ``kind`` is a short fixed word; pass
+        ``context.location`` as ``location`` when the error is this rule's.
+        """
+        if self._report is not None:
+            self._report(kind, message, location)
 
     def watch(self, path: str) -> None:
         """Rebuild the rules when the file at ``path`` changes; call it before reading the file.
@@ -164,6 +176,14 @@ class Matcher:
                 starts.append(lo)
                 ends.append(hi)
         return starts, ends
+
+    def entry_count(self) -> int | None:
+        """Return how many entries this rule's list holds (a file, a feed), or None: not a list."""
+        return None
+
+    def updated_at(self) -> float | None:
+        """Return when this rule's list last changed (Unix time: a file's mtime), or None: not a list."""
+        return None
 
     def detail(self, client: Client) -> str | None:
         """Return what the match rested on (a DNS answer), for reasons and logs, or None."""

@@ -321,6 +321,7 @@ class FileMatcher(Matcher):
         if not os.path.isfile(path):
             raise ValueError(f"list file {path!r} does not exist or is not a file")
         try:
+            self.modified = os.stat(path).st_mtime  # before reading: a later change is a newer list
             data = read_list(path)
         except OSError as exc:
             raise ValueError(f"cannot read list file {path!r}: {exc.strerror or exc}") from None
@@ -378,6 +379,12 @@ class FileMatcher(Matcher):
 
     def spans(self) -> list[Span]:
         return list(self.span_set())
+
+    def entry_count(self) -> int:
+        return self.count
+
+    def updated_at(self) -> float:
+        return self.modified
 
     def explain(self, client: object) -> str:
         key = getattr(client, "key", None)

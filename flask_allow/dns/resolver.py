@@ -27,6 +27,8 @@ from ..addresses import format_address, parse_client
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .settings import DNSSettings
 
 #: The outcome of a lookup.
@@ -190,6 +192,8 @@ class Resolver:
         resolver.timeout = settings.timeout
         resolver.lifetime = settings.timeout
         self.dns = resolver
+        #: Called with the error of every lookup that failed (set by the service, for metrics).
+        self.on_error: Callable[[str], None] | None = None
 
     # -- forward ------------------------------------------------------------
 
@@ -316,7 +320,10 @@ class Resolver:
     def _error(self, rdtype: str, text: str, at: float, error: str, full: bool = True) -> Answer:
         # A lookup cut short by what the request had left is not kept: the next one may succeed.
         keep = self.settings.negative_ttl if full else 0.0
-        return Answer(rdtype, text, ERROR, keep, at, error=f"lookup failed: {error}")
+        answer = Answer(rdtype, text, ERROR, keep, at, error=f"lookup failed: {error}")
+        if self.on_error is not None:
+            self.on_error(f"{rdtype} {answer.error} for {text}")
+        return answer
 
 
 def _usable(name: str) -> bool:

@@ -45,6 +45,8 @@ def service_for(context: MatcherContext) -> DNSService:
         if not isinstance(service, DNSService) or service.settings != settings:
             service = DNSService(settings, context.logger)
             context.shared[SHARED_KEY] = service
+        report = context.report_error  # the newest rules' plugins count the failed lookups
+        service.resolver.on_error = lambda message: report("dns", message, None)
         return service
 
 
