@@ -49,7 +49,7 @@ _OTHERS = (
     r"flask\..*|werkzeug\..*|pluggy\..*|click\..*|ipaddress\..*|logging\..*|collections\.abc\..*|typing\..*"
     r"|contextlib\..*|weakref\..*|Flask|Request|Response|Iterable|Iterator|Callable|Mapping|Sequence|Any"
     r"|ClassVar|ValueError|Exception|RuntimeError|TypeError|NotImplementedError|object|str|int|bool|float"
-    r"|bytes|list|dict|tuple|set|type|None|NoneType|ipaddress|logging"
+    r"|bytes|list|dict|tuple|set|type|None|NoneType|ipaddress|logging|Config"
 )
 nitpick_ignore_regex = [
     (r"py:.*", _OTHERS),
