@@ -196,16 +196,29 @@ class Engine:
         self.lints: list[str] = []
         self._unparsable = Throttle()
         self._compile()
-        #: Whether every rule is static (the whole list is one index, or empty).
-        self.static = all(isinstance(s, _Run) for s in self._segments)
+        # The leading static runs and rules answered from the address text alone (the bans):
+        # searched in front of the cache, so what follows them keeps the fast paths.
+        ahead = 0
+        for i, segment in enumerate(self._segments):
+            if isinstance(segment, _Run):
+                continue
+            if _text_lookup(segment) is None:
+                break
+            ahead = i + 1
+        self._head = self._segments[:ahead]
+        self._rest = self._segments[ahead:]
+        #: Whether every rule is static, or answered from the address text in front of static ones
+        #: (then ``lookup`` is the whole decision, with no cache).
+        self.static = all(isinstance(s, _Run) for s in self._rest)
         #: Whether decisions are cached: for lists with dynamic rules, unless ``cache_size`` is 0.
         self._caching = bool(cache_size) and not self.static
         # An all-static list (or none) is one index: its rules by label, 0 (no match) first.
-        only = self._segments[0] if len(self._segments) == 1 else None
+        only = self._rest[0] if len(self._rest) == 1 else None
         self._index = only.index if isinstance(only, _Run) else StaticIndex([])
         self._by_label: tuple[Rule | None, ...] | None = None
         if self.static:
             self._by_label = (None, *only.rules) if isinstance(only, _Run) else (None,)
+        self._ahead: Callable[[str], Rule | None] | None = self._make_head() if self._head else None
         self.lookup = self._make_lookup(self._cache)
 
     def _compile(self) -> None:
@@ -257,29 +270,66 @@ class Engine:
 
     def _make_lookup(self, cache: dict[str, Rule | None]) -> Callable[[str], Rule | None]:
         """Make ``lookup`` for ``cache``: the index searched in C, or inlined in Python, for an
-        all-static list; else generic.
+        all-static list; else generic. The rules ahead (``_head``) are searched first, uncached.
 
         An all-static list needs no cache: searching its index costs less than a probe into the
         cache would (hashing the address text and a dict lookup), and a stream of new clients
         would only churn it. The cache stands in front of dynamic rules.
         """
-        only = self._segments[0] if len(self._segments) == 1 else None
+        only = self._rest[0] if len(self._rest) == 1 else None
+        ahead = self._ahead
         if not isinstance(only, _Run):
             get = cache.get
             slow = self._slow_lookup
+            if not self._rest:
+                return ahead if ahead is not None else self._no_rules
 
             def lookup(address: str) -> Rule | None:
+                if ahead is not None:
+                    found = ahead(address)
+                    if found is not None:
+                        return found
                 rule = get(address, _MISS)
                 if rule is _MISS:
                     return slow(address, cache)
                 return rule
 
             return lookup
-        # One index holds every rule: an IPv4 client is parsed and searched right here (no
+        assert self._by_label is not None  # set for every all-static list
+        found = self._run_lookup(only.index, self._by_label, record=True)
+        return found if ahead is None else _then(ahead, found)
+
+    def _no_rules(self, address: str) -> Rule | None:
+        if parse_client(address) is None:
+            raise ValueError(f"client address {address!r} is not an IP address")
+        return None
+
+    def _make_head(self) -> Callable[[str], Rule | None]:
+        """Search the rules ahead in order: each static run's index, each text rule's own search."""
+        steps: list[Callable[[str], Rule | None]] = []
+        for segment in self._head:
+            if isinstance(segment, _Run):
+                steps.append(self._run_lookup(segment.index, (None, *segment.rules)))
+            else:
+                steps.append(_text_step(segment))
+        if len(steps) == 1:
+            return steps[0]
+
+        def ahead(address: str) -> Rule | None:
+            for step in steps:
+                found = step(address)
+                if found is not None:
+                    return found
+            return None
+
+        return ahead
+
+    def _run_lookup(
+        self, index: StaticIndex, rules: tuple[Rule | None, ...], record: bool = False
+    ) -> Callable[[str], Rule | None]:
+        """``lookup(address) -> rules[label]`` over one run's index, in C or inlined in Python."""
+        # One index holds the run: an IPv4 client is parsed and searched right here (no
         # Client, no Decision); anything else (IPv6, mapped, not an address) takes ``other``.
-        index = only.index
-        rules = self._by_label
-        assert rules is not None  # set for every all-static list
         labels = index.v4_labels
         pton, family, from_bytes, search = inet_pton, AF_INET, _from_bytes, bisect_right
 
@@ -305,7 +355,8 @@ class Engine:
 
         fast = c_lookup(index, rules, other)
         if fast is not None:
-            self.searched_in = "C"
+            if record:
+                self.searched_in = "C"
             return fast
         keys = index.v4_keys
         if keys is not None:
@@ -358,18 +409,19 @@ class Engine:
         return self._lookup(client, cache)
 
     def _lookup(self, client: Client, cache: dict[str, Rule | None]) -> Rule | None:
-        """Match and remember in ``cache`` (the one that was current when the lookup began)."""
-        rule, cacheable = self._match(client)
+        """Match the rules after those ahead (already searched), and remember in ``cache`` (the
+        one that was current when the lookup began)."""
+        rule, cacheable = self._match(client, len(self._head))
         if cacheable and self._caching:
             if len(cache) >= self.cache_size:
                 cache.clear()
             cache[client.address] = rule
         return rule
 
-    def _match(self, client: Client) -> tuple[Rule | None, bool]:
+    def _match(self, client: Client, start: int = 0) -> tuple[Rule | None, bool]:
         family, value = client.key  # type: ignore[misc]
         cacheable = True
-        for segment in self._segments:
+        for segment in self._segments[start:] if start else self._segments:
             if type(segment) is _Run:
                 label = segment.index.lookup(family, value)
                 if label:
@@ -400,6 +452,14 @@ class Engine:
                     return Decision(client, None, self.default_allow, None, self.scope)
                 return Decision(client, rule, rule.allowed, None, self.scope)
         cache = self._cache
+        ahead = self._ahead
+        if ahead is not None and client.key is not None:  # the bans first, never from the cache
+            try:
+                found = ahead(client.address)
+            except ValueError:
+                found = None
+            if found is not None:
+                return Decision(client, found, found.allowed, None, self.scope)
         rule = cache.get(client.address, _MISS)
         if rule is _MISS:
             if client.key is None and self.rules:
@@ -445,6 +505,36 @@ class Engine:
                 trace.append((rule, "error", f"{type(exc).__name__}: {exc}"))
                 break
         return trace
+
+
+def _text_lookup(rule: Rule) -> Callable[[str], bool] | None:
+    """A dynamic rule's search by address text (``Matcher.text_lookup``), or None."""
+    try:
+        return rule.matcher.text_lookup()
+    except Exception:  # a plugin's bug: the rule is asked the usual way
+        return None
+
+
+def _text_step(rule: Rule) -> Callable[[str], Rule | None]:
+    hit = _text_lookup(rule)
+    assert hit is not None
+
+    def step(address: str) -> Rule | None:
+        return rule if hit(address) else None
+
+    return step
+
+
+def _then(ahead: Callable[[str], Rule | None], rest: Callable[[str], Rule | None]) -> Callable[[str], Rule | None]:
+    """Search ``ahead``, then ``rest``: the lookup of a list whose first rules are the bans."""
+
+    def lookup(address: str) -> Rule | None:
+        found = ahead(address)
+        if found is None:
+            return rest(address)
+        return found
+
+    return lookup
 
 
 class _Coverage:

@@ -143,6 +143,14 @@ class Matcher:
                 ends.append(hi)
         return starts, ends
 
+    def text_lookup(self) -> Callable[[str], bool] | None:
+        """For a dynamic matcher that answers from the address text alone, at once and without
+        I/O (the bans), that search: ``hit(address) -> bool``, raising ``ValueError`` for text
+        that is not an IP address; or None. The engine then asks it ahead of its decision cache,
+        on every request, so a list whose other rules are static keeps its one-search fast path.
+        """
+        return None
+
     def detail(self, client: Client) -> str | None:
         """Return what the match rested on (a DNS answer), for reasons and logs, or None."""
         return None

@@ -25,6 +25,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "flask_allow.builtins.reverse",
     "flask_allow.builtins.proxies",
     "flask_allow.builtins.accesslog",
+    "flask_allow.builtins.bans",
 )
 
 
