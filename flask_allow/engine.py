@@ -219,6 +219,10 @@ class Engine:
         if self.static:
             self._by_label = (None, *only.rules) if isinstance(only, _Run) else (None,)
         self._ahead: Callable[[str], Rule | None] | None = self._make_head() if self._head else None
+        if self._head and not self._rest:  # the bans alone: their own index, searched in C when built
+            from .clookup import available
+
+            self.searched_in = "C" if available() else "Python"
         self.lookup = self._make_lookup(self._cache)
 
     def _compile(self) -> None:
