@@ -17,6 +17,7 @@ from flask_allow.bans import BanService, BanSettings, StoreError, store_from_str
 from flask_allow.bans.stores.memory import MemoryStore
 from flask_allow.builtins.bans import SHARED_KEY
 
+
 def missing(app: Any) -> Any:
     """Answer ``/missing`` with a 404 (the test app answers every other path with "ok")."""
     app.add_url_rule("/missing", "missing", lambda: ("no such page", 404))
@@ -52,7 +53,7 @@ def test_a_ban_by_hand_is_in_force_at_once_and_says_why(make_app: MakeApp) -> No
 def test_the_implied_rule_comes_first_and_keeps_the_fast_path(make_app: MakeApp) -> None:
     app = make_app({**BANS, "ADDRESS_RESTRICTION": [{"ALLOW": "10.0.0.0/8"}, {"DENY": "all"}]})
     state = app.extensions["flask_allow"]
-    assert [r.location for r in state.engine.rules][0] == "ALLOW_BANS (implied)"
+    assert state.engine.rules[0].location == "ALLOW_BANS (implied)"
     assert state.engine.static and state._short_way is state.engine
     state.bans.ban("10.1.2.3", 60)
     assert status(app, "10.1.2.3") == 403 and status(app, "10.1.2.4") == 200 and status(app, "garbage") == 403
@@ -167,7 +168,7 @@ def test_sqlite_is_the_default_store_in_wal_mode(make_app: MakeApp, tmp_path: Pa
 
 def test_an_unreachable_store(make_app: MakeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     dead = "redis://127.0.0.1:1/0"
-    with pytest.raises(ConfigError, match="ALLOW_BAN_STORE.*cannot be reached"):
+    with pytest.raises(ConfigError, match=r"ALLOW_BAN_STORE.*cannot be reached"):
         make_app({**BANS, "ALLOW_BAN_STORE": dead})
     errors: list[str] = []
 

@@ -23,12 +23,22 @@ class Model:
         self.counters: dict[tuple[int, int], tuple[int, float]] = {}  # client -> (counted, window ends)
         self.offenses: dict[tuple[int, int], tuple[int, float]] = {}  # client -> (bans, forgotten at)
         self.until: dict[tuple[int, int], float] = {}
+        self.pending: dict[tuple[int, int], int] = {}
 
     def net(self, key: tuple[int, int]) -> tuple[int, int]:
         return key if key[0] == 4 else (6, key[1] >> 64)
 
-    def count(self, key: tuple[int, int], weight: int, now: float) -> None:
+    def count(self, key: tuple[int, int], weight: int) -> None:
+        """Counts are added up at each sync (one store round trip per sync, never per request)."""
         client = self.net(key)
+        self.pending[client] = self.pending.get(client, 0) + weight
+
+    def sync(self, now: float) -> None:
+        for client, weight in self.pending.items():
+            self.add(client, weight, now)
+        self.pending = {}
+
+    def add(self, client: tuple[int, int], weight: int, now: float) -> None:
         counted, ends = self.counters.get(client, (0, 0.0))
         if ends <= now:
             counted, ends = 0, now + POLICY["window"]
@@ -69,13 +79,15 @@ def test_bans_follow_the_model(rounds: list[list[Any]]) -> None:
             for kind, a, b in events:
                 if kind == "count":
                     service.count(CLIENTS[a], b)
-                    model.count(CLIENTS[a], b, now[0])
+                    model.count(CLIENTS[a], b)
                 else:
                     service.sync()  # a sync before the clock moves: counted when they happened
+                    model.sync(now[0])
                     now[0] += a
                 for key in CLIENTS:
                     assert service.snapshot.banned_key(key) == model.banned(key, now[0]) or kind == "count"
             service.sync()
+            model.sync(now[0])
             for key in CLIENTS:
                 assert service.snapshot.banned_key(key) == model.banned(key, now[0]), (key, now[0])
             active = {str(b.network) for b in service.bans()}

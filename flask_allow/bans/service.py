@@ -52,8 +52,8 @@ class BanService:
         self._known: dict[Network, Ban] = {}
         #: Changes made in this process not yet written to the store, in order.
         self._ops: list[tuple[str, Any]] = []
-        #: client network -> [weight, last reason] counted since the last sync (oldest first).
-        self._pending: OrderedDict[str, list[Any]] = OrderedDict()
+        #: client network's key -> [weight, last reason] counted since the last sync (oldest first).
+        self._pending: OrderedDict[tuple[int, int], list[Any]] = OrderedDict()
         #: Counts made while the store was down, added to it when it is back.
         self._unsent: OrderedDict[str, int] = OrderedDict()
         self._fallback = MemoryStore()
@@ -89,7 +89,11 @@ class BanService:
         policy = self.policy
         if policy is None or key is None or self.snapshot.is_exempt(key):
             return False
-        client = str(client_network(key, policy.prefix_v6))
+        family, value = key
+        if family == 6:  # counted by its network; made text in the sync, not here
+            shift = 128 - policy.prefix_v6
+            key = (6, value >> shift << shift)
+        client = key
         pending = self._pending
         with self._lock:
             entry = pending.get(client)
@@ -227,7 +231,9 @@ class BanService:
             unsent, self._unsent = self._unsent, OrderedDict()
         counts = dict(unsent)
         reasons = {}
-        for client, (weight, reason) in pending.items():
+        prefix = self.policy.prefix_v6 if self.policy is not None else 128
+        for key, (weight, reason) in pending.items():
+            client = str(client_network(key, prefix))
             counts[client] = counts.get(client, 0) + weight
             if reason:
                 reasons[client] = reason
