@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +67,10 @@ def main() -> None:
         service.sync()
         assert service.snapshot.size == count and service.snapshot.extra is None
 
-        def variant(app: Flask) -> Callable[[], float]:
-            client = app.test_client()
-            environ = {"REMOTE_ADDR": CLIENT}
-
-            def run() -> float:
-                start = time.perf_counter()
-                for _ in range(batch):
-                    client.get("/", environ_base=environ)
-                return (time.perf_counter() - start) / batch
-
-            return run
-
         for name, app in apps.items():
             if app.test_client().get("/", environ_base={"REMOTE_ADDR": CLIENT}).status_code != 200:
                 raise SystemExit(f"{name}: not 200")
-        variants = {name: variant(app) for name, app in apps.items()}
+        variants = {name: common.timed_gets(app, batch, {"REMOTE_ADDR": CLIENT}) for name, app in apps.items()}
         for run in variants.values():
             run()
         found = common.interleave(variants, rounds)
