@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -91,7 +92,8 @@ class RedisStore(BanStore):
         return "0" if found is None else found.decode()
 
     def _changed(self, pipe: Any) -> None:
-        pipe.incr(PREFIX + "version")
+        # a new random token, not a counter: a restarted (emptied) server never repeats an old one
+        pipe.set(PREFIX + "version", uuid.uuid4().hex)
         pipe.publish(self.channel, b"changed")
 
     def put(self, ban: Ban) -> None:
