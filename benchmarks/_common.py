@@ -188,6 +188,19 @@ def request_batches(
     return variants
 
 
+def timed_gets(app: Any, batch: int, environ: dict[str, str]) -> Callable[[], float]:
+    """A variant for ``interleave``: ``batch`` GETs of ``/`` through the app's test client, seconds each."""
+    client = app.test_client()
+
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(batch):
+            client.get("/", environ_base=environ)
+        return (time.perf_counter() - start) / batch
+
+    return run
+
+
 def ratio(results: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float, float]:
     """Median, lowest and highest of the per-round ratios ``name / baseline``."""
     ratios = sorted(a / b for a, b in zip(results[name], results[baseline], strict=True) if b)

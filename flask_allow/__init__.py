@@ -8,6 +8,7 @@ hookimpl = pluggy.HookimplMarker("flask_allow")
 """Marker for plugin hook implementations: ``@hookimpl def flask_allow_matchers(): ...``."""
 
 from .addresses import Span  # noqa: E402
+from .bans.ban import Ban  # noqa: E402
 from .client import Client  # noqa: E402
 from .decision import Decision, Rule  # noqa: E402
 from .errors import ConfigError, MatchError  # noqa: E402
@@ -18,6 +19,7 @@ from .matcher import Matcher, MatcherContext  # noqa: E402
 __version__ = "3.0.0"
 
 __all__ = [
+    "Ban",
     "Client",
     "ConfigError",
     "Decision",

@@ -582,6 +582,11 @@ def test_config_command(file: str, root_path: str | None, strict: bool) -> None:
     raise SystemExit(run_test_config(file, root_path or app.root_path, plugins, strict))
 
 
+from .bans.cli import add_commands as _add_ban_commands  # noqa: E402
+
+_add_ban_commands(cli)
+
+
 @click.group("flask_allow")
 def main() -> None:
     """flask_allow without an app: python -m flask_allow.cli test-config FILE."""

@@ -91,6 +91,25 @@ ALLOW_FEED_CA_BUNDLE = "ALLOW_FEED_CA_BUNDLE"
 #: (True) or starts as an empty list, with an error logged (False).
 ALLOW_FEED_REQUIRED = "ALLOW_FEED_REQUIRED"
 
+# -- bans ----------------------------------------------------------------------
+#: Whether bans are in use (True/False): puts ``{"DENY": "banned"}`` first unless a rule names ``banned``.
+ALLOW_BANS = "ALLOW_BANS"
+#: Automatic bans (a dict: status, limit, window, ttl, factor, max_ttl, prefix_v6), or None for none.
+ALLOW_AUTOBAN = "ALLOW_AUTOBAN"
+#: Seconds a ban made without a ttl lasts (``allow.ban``, ``flask allow ban``); 0 = until unbanned.
+ALLOW_BAN_TTL = "ALLOW_BAN_TTL"
+#: Addresses and networks (a list) never banned nor counted; the trusted proxies are added to them.
+ALLOW_BAN_EXEMPT = "ALLOW_BAN_EXEMPT"
+#: Where bans and counters are kept: "memory", "sqlite:///PATH" or "redis://HOST:PORT/DB" ("rediss://");
+#: None = a SQLite file in the app's instance folder.
+ALLOW_BAN_STORE = "ALLOW_BAN_STORE"
+#: Whether a ban store that cannot be reached at start-up is a ConfigError (True/False).
+ALLOW_BAN_STORE_REQUIRED = "ALLOW_BAN_STORE_REQUIRED"
+#: Seconds (fractions allowed) between two syncs of each process with the ban store.
+ALLOW_BAN_SYNC_INTERVAL = "ALLOW_BAN_SYNC_INTERVAL"
+#: Clients (a whole number) whose counts one process keeps at most; the oldest are dropped first.
+ALLOW_BAN_MAX_TRACKED = "ALLOW_BAN_MAX_TRACKED"
+
 DEFAULTS: dict[str, Any] = {
     ADDRESS_RESTRICTION: None,
     ACCESS_LOG: None,
@@ -123,6 +142,14 @@ DEFAULTS: dict[str, Any] = {
     ALLOW_FEED_CACHE_DIR: None,
     ALLOW_FEED_CA_BUNDLE: None,
     ALLOW_FEED_REQUIRED: True,
+    ALLOW_BANS: False,
+    ALLOW_AUTOBAN: None,
+    ALLOW_BAN_TTL: 3600,
+    ALLOW_BAN_EXEMPT: ("localhost",),
+    ALLOW_BAN_STORE: None,
+    ALLOW_BAN_STORE_REQUIRED: True,
+    ALLOW_BAN_SYNC_INTERVAL: 1.0,
+    ALLOW_BAN_MAX_TRACKED: 100000,
 }
 
 #: ``ACCESS_LOG`` dict keys and their defaults (2.0.x names).
@@ -220,6 +247,10 @@ class Settings:
             DNSSettings.from_config(config, root_path)
         except ConfigError as exc:
             collected.append(exc)
+        from .bans.settings import BanSettings
+
+        #: The ``ALLOW_BAN*`` settings, validated whether or not bans are in use.
+        self.bans = BanSettings.from_config(config, collected)
         if collected and errors is not None:
             errors.extend(collected)
         elif collected:

@@ -298,16 +298,31 @@ class Engine:
         self._compile()
         if rules:
             clookup.say_if_missing(self.logger)
-        #: Whether every rule is static (the whole list is one index, or empty).
-        self.static = all(isinstance(s, _Run) for s in self._segments)
+        # The leading static runs and rules answered from the address text alone (the bans):
+        # searched in front of the cache, so what follows them keeps the fast paths.
+        ahead = 0
+        for i, segment in enumerate(self._segments):
+            if isinstance(segment, _Run):
+                continue
+            if _text_lookup(segment) is None:
+                break
+            ahead = i + 1
+        self._head = self._segments[:ahead]
+        self._rest = self._segments[ahead:]
+        #: Whether every rule is static, or answered from the address text in front of static ones
+        #: (then ``lookup`` is the whole decision, with no cache).
+        self.static = all(isinstance(s, _Run) for s in self._rest)
         #: Whether decisions are cached: for lists with dynamic rules, unless ``cache_size`` is 0.
         self._caching = bool(cache_size) and not self.static
         # An all-static list (or none) is one index: its rules by label, 0 (no match) first.
-        only = self._segments[0] if len(self._segments) == 1 else None
+        only = self._rest[0] if len(self._rest) == 1 else None
         self._index = only.index if isinstance(only, _Run) else StaticIndex([])
         self._by_label: tuple[Rule | None, ...] | None = None
         if self.static:
             self._by_label = only.by_label if isinstance(only, _Run) else (None,)
+        self._ahead: Callable[[str], Rule | None] | None = self._make_head() if self._head else None
+        if self._head and not self._rest:  # the bans alone: their own index, searched in C when built
+            self.searched_in = "C" if clookup.available() else "Python"
         self.lookup = self._make_lookup(self._cache)
 
     def _compile(self) -> None:
@@ -455,45 +470,71 @@ class Engine:
         cache would (hashing the address text and a dict lookup), and a stream of new clients
         would only churn it. The cache stands in front of dynamic rules.
         """
-        only = self._segments[0] if len(self._segments) == 1 else None
+        only = self._rest[0] if len(self._rest) == 1 else None
+        ahead = self._ahead
         if not isinstance(only, _Run):
+            if not self._rest:
+                return ahead if ahead is not None else self._no_rules
             get = cache.get
             slow = self._slow_lookup
-            head = self._segments[0] if self._segments else None
-            first = head.search if isinstance(head, _Run) else None
-            if first is None:
-
-                def lookup(address: str) -> Rule | None:
-                    rule = get(address, _MISS)
-                    if rule is _MISS:
-                        return slow(address, cache)
-                    return rule
-
-                return lookup
-
+            rest = self._rest[0]
             # The static rules before the first dynamic one decide in C from the text alone
-            # (no Client, no cache probe); the rest is matched from the second segment on.
-            def lookup_head(address: str) -> Rule | None:
-                rule = first(address)
-                if rule is not None:
-                    return rule
+            # (no Client, no cache probe); the rest is matched from the segment after them on.
+            first = rest.search if isinstance(rest, _Run) else None
+            start = len(self._head) + (first is not None)
+
+            def lookup(address: str) -> Rule | None:
+                if ahead is not None:
+                    rule = ahead(address)
+                    if rule is not None:
+                        return rule
+                if first is not None:
+                    rule = first(address)
+                    if rule is not None:
+                        return rule
                 rule = get(address, _MISS)
                 if rule is _MISS:
-                    return slow(address, cache, 1)
+                    return slow(address, cache, start)
                 return rule
 
-            return lookup_head
-        # One index holds every rule: an IPv4 client is parsed and searched right here (no
-        # Client, no Decision); anything else (IPv6, mapped, not an address) takes ``other``.
-        index = only.index
-        rules = self._by_label
-        assert rules is not None  # set for every all-static list
+            return lookup
+        found = self._run_lookup(only, record=True)
+        return found if ahead is None else _then(ahead, found)
+
+    def _no_rules(self, address: str) -> Rule | None:
+        if parse_client(address) is None:
+            raise ValueError(f"client address {address!r} is not an IP address")
+        return None
+
+    def _make_head(self) -> Callable[[str], Rule | None]:
+        """Search the rules ahead in order: each static run's index, each text rule's own search."""
+        steps = [self._run_lookup(s) if isinstance(s, _Run) else _text_step(s) for s in self._head]
+        if len(steps) == 1:
+            return steps[0]
+
+        def ahead(address: str) -> Rule | None:
+            for step in steps:
+                found = step(address)
+                if found is not None:
+                    return found
+            return None
+
+        return ahead
+
+    def _run_lookup(self, run: _Run, record: bool = False) -> Callable[[str], Rule | None]:
+        """``lookup(address) -> rules[label]`` over one run's index: in C, or inlined in Python.
+
+        An IPv4 client is parsed and searched right here (no Client, no Decision); anything else
+        (IPv6, mapped, not an address) takes ``other``.
+        """
+        index, rules = run.index, run.by_label
         labels = index.v4_labels
         pton, family, from_bytes, search = inet_pton, AF_INET, _from_bytes, bisect_right
 
-        fast = only.search  # the C search, made once with the run
+        fast = run.search  # the C search, made once with the run
         if fast is not None:
-            self.searched_in = "C"
+            if record:
+                self.searched_in = "C"
             return fast
         other = search_other(index, rules)
         keys = index.v4_keys
@@ -596,6 +637,14 @@ class Engine:
                     return Decision(client, None, self.default_allow, None, self.scope)
                 return Decision(client, rule, rule.allowed, None, self.scope)
         cache = self._cache
+        ahead = self._ahead
+        if ahead is not None and client.key is not None:  # the bans first, never from the cache
+            try:
+                found = ahead(client.address)
+            except ValueError:
+                found = None
+            if found is not None:
+                return Decision(client, found, found.allowed, None, self.scope)
         rule = cache.get(client.address, _MISS)
         if rule is _MISS:
             if client.key is None and self.rules:
@@ -608,7 +657,7 @@ class Engine:
             if client.key is None:  # no rules at all: nothing to match, the default decides
                 return Decision(client, None, self.default_allow, None, self.scope)
             try:
-                rule = self._lookup(client, cache)
+                rule = self._lookup(client, cache, len(self._head))
             except MatcherFailure as failure:
                 if not isinstance(failure.__cause__, MatchError):
                     self.logger.error("flask_allow: %s (request denied)", failure, exc_info=failure.__cause__)
@@ -641,3 +690,33 @@ class Engine:
                 trace.append((rule, "error", f"{type(exc).__name__}: {exc}"))
                 break
         return trace
+
+
+def _text_lookup(rule: Rule) -> Callable[[str], bool] | None:
+    """A dynamic rule's search by address text (``Matcher.text_lookup``), or None."""
+    try:
+        return rule.matcher.text_lookup()
+    except Exception:  # a plugin's bug: the rule is asked the usual way
+        return None
+
+
+def _text_step(rule: Rule) -> Callable[[str], Rule | None]:
+    hit = _text_lookup(rule)
+    assert hit is not None
+
+    def step(address: str) -> Rule | None:
+        return rule if hit(address) else None
+
+    return step
+
+
+def _then(ahead: Callable[[str], Rule | None], rest: Callable[[str], Rule | None]) -> Callable[[str], Rule | None]:
+    """Search ``ahead``, then ``rest``: the lookup of a list whose first rules are the bans."""
+
+    def lookup(address: str) -> Rule | None:
+        found = ahead(address)
+        if found is None:
+            return rest(address)
+        return found
+
+    return lookup

@@ -8,17 +8,20 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from flask import Flask, Request, abort, current_app, has_app_context, request
+from flask import Flask, Request, abort, current_app, has_app_context, has_request_context, request
 from werkzeug.wrappers import Response
 
 from . import config as keys
 from . import logsource
 from .accesslog import AccessLog
+from .bans import Ban, BanService
+from .bans.ban import network_of, ttl_seconds
 from .client import Client
 from .decision import Decision
-from .engine import Engine, combine, compile_rules, fatal_lints
+from .engine import Engine, build_rule, combine, compile_rules, fatal_lints
 from .errors import ConfigError
 from .index import built_elsewhere
 from .live import Watcher, swap_state
@@ -119,7 +122,11 @@ class AppState:
             return part
 
         try:
-            engine = attempt(lambda: self.make_engine(config.get(keys.ADDRESS_RESTRICTION), keys.ADDRESS_RESTRICTION))
+            engine = attempt(
+                lambda: self.make_engine(
+                    config.get(keys.ADDRESS_RESTRICTION), keys.ADDRESS_RESTRICTION, first=self._implied(config)
+                )
+            )
             #: ALLOW_TRUSTED_PROXIES and ALLOW_PROXY_HEADER, compiled (read by the proxies plugin).
             self.proxies: TrustedProxies = attempt(lambda: TrustedProxies(self))
             if engine is not None and self.proxies is not None:  # a DENY covering a proxy is linted
@@ -182,10 +189,23 @@ class AppState:
         for impl in reversed(hook.get_hookimpls()):
             yield impl.function(), impl.plugin_name
 
+    def _implied(self, config: Any) -> list[tuple[str, str, str]]:
+        """``{"DENY": "banned"}`` first when bans are in use and no global rule names ``banned``."""
+        bans = self.settings.bans
+        if not bans.in_use or _names_banned(config.get(keys.ADDRESS_RESTRICTION)):
+            return []
+        return [("DENY", "banned", f"{bans.implied_by} (implied)")]
+
     def make_engine(
-        self, restriction: Any, where: str, scope: str | None = None, default_allow: bool | None = None
+        self,
+        restriction: Any,
+        where: str,
+        scope: str | None = None,
+        default_allow: bool | None = None,
+        first: Sequence[tuple[str, str, str]] = (),
     ) -> Engine:
-        """Compile an ``ADDRESS_RESTRICTION``-style list with this app's rule types."""
+        """Compile an ``ADDRESS_RESTRICTION``-style list with this app's rule types; ``first`` are
+        ``(action, value, location)`` rules put before it (the implied ``banned``)."""
         app = self.app
         engine_ref: list[Engine] = []
 
@@ -193,7 +213,18 @@ class AppState:
             if engine_ref:
                 engine_ref[0].invalidate()
 
-        rules = compile_rules(restriction, self.registry, lambda location: self.context(location, changed), where)
+        def make_context(location: str) -> MatcherContext:
+            return self.context(location, changed)
+
+        rules = [build_rule(a, v, loc, self.registry, make_context, i) for i, (a, v, loc) in enumerate(first)]
+        try:
+            rules += compile_rules(restriction, self.registry, make_context, where)
+        except BaseException:
+            for rule in rules:
+                rule.matcher.close()
+            raise
+        for i, rule in enumerate(rules):
+            rule.index = i
         engine = Engine(
             rules,
             self.settings.default_allow if default_allow is None else default_allow,
@@ -291,8 +322,58 @@ class AppState:
         except Exception:
             self.app.logger.exception("flask_allow: a flask_allow_error plugin failed")
 
+    @property
+    def bans(self) -> BanService | None:
+        """The app's bans in this process (``banned`` rules in use), or None."""
+        from .builtins.bans import SHARED_KEY
+
+        return self.shared.get(SHARED_KEY)
+
+    @property
+    def active_bans(self) -> int:
+        """How many bans are in force in this process, without asking the store (for metrics)."""
+        bans = self.bans
+        return 0 if bans is None else bans.snapshot.size
+
+    @functools.cached_property
+    def _respond(self) -> list[Callable[[Decision, Response, Flask], Any]]:
+        """The ``flask_allow_response`` implementations, each callable as ``(decision, response, app)``;
+        the built-in auto-ban counting only while an ``ALLOW_AUTOBAN`` policy is in force."""
+        from .builtins import bans as builtin
+
+        service = self.bans
+        found: list[Callable[[Decision, Response, Flask], Any]] = []
+        for impl in reversed(self.pm.hook.flask_allow_response.get_hookimpls()):
+            function, names = impl.function, tuple(impl.argnames)
+            if function is builtin.flask_allow_response and (service is None or service.policy is None):
+                continue
+
+            def call(decision: Decision, response: Response, app: Flask, f: Any = function, n: Any = names) -> Any:
+                given = {"decision": decision, "response": response, "app": app}
+                return f(**{name: given[name] for name in n})
+
+            found.append(call)
+        return found
+
+    def respond(self, response: Response) -> Response:
+        """The ``after_request`` function: tell the ``flask_allow_response`` plugins."""
+        calls = self._respond
+        if calls:
+            decision = request.environ.get(DECISION_ENVIRON_KEY)
+            if decision is not None:
+                app = self.app
+                for call in calls:
+                    try:
+                        call(decision, response, app)
+                    except Exception:
+                        app.logger.exception("flask_allow: a flask_allow_response plugin failed")
+        return response
+
     def close(self) -> None:
         """Release matchers, the watcher and the log handler (app teardown, tests)."""
+        bans = self.bans
+        if bans is not None:
+            bans.close()
         self.watcher.stop()
         self.engine.close()
         self.routes.close()
@@ -461,6 +542,7 @@ class FlaskAllow:
         self._app: weakref.ref[Flask] | None = None
         #: What ``exempt`` and ``restrict`` marked (compiled by every app this guards).
         self.route_marks = RouteMarks()
+        self._responding: weakref.WeakSet[Flask] = weakref.WeakSet()
         if app is not None:
             self._app = weakref.ref(app)
             self.init_app(app)
@@ -487,6 +569,7 @@ class FlaskAllow:
             state.close()
             raise
         app.before_request_funcs.setdefault(None, []).insert(0, _make_guard(app))
+        self._watch_responses(app, state)
         self.route_marks.apps.add(app)
         from .cli import register as register_cli  # here, so `python -m flask_allow.cli` runs cleanly
 
@@ -549,6 +632,68 @@ class FlaskAllow:
         """
         return self.state(app).engine.decide(Client(address))
 
+    def _watch_responses(self, app: Flask, state: AppState) -> None:
+        """Install the ``after_request`` function once some plugin implements ``flask_allow_response``."""
+        if state._respond and app not in self._responding:
+            self._responding.add(app)
+            app_ref = weakref.ref(app)
+
+            def flask_allow_response(response: Response) -> Response:
+                found = app_ref()
+                return found.extensions[EXTENSION_KEY].respond(response) if found is not None else response
+
+            app.after_request_funcs.setdefault(None, []).append(flask_allow_response)
+
+    def _bans(self, app: Flask | None) -> BanService:
+        service = self.state(app).bans
+        if service is None:
+            raise RuntimeError(
+                f"bans are not in use: set {keys.ALLOW_BANS} = True, {keys.ALLOW_AUTOBAN}, or a 'banned' rule"
+            )
+        return service
+
+    def ban(
+        self,
+        address_or_network: Any,
+        ttl: float | timedelta | None = None,
+        reason: str = "",
+        *,
+        app: Flask | None = None,
+    ) -> Ban:
+        """Ban an address or network: at once in this process, in every other within
+        ``ALLOW_BAN_SYNC_INTERVAL`` + 1 s. ``ttl`` in seconds or a ``timedelta``; None is
+        ``ALLOW_BAN_TTL``; 0 lasts until unbanned. Raises ``ValueError`` for a bad address or ttl,
+        or a network the ban exemptions cover."""
+        seconds = None if ttl is None else ttl_seconds(ttl)
+        return self._bans(app).ban(network_of(address_or_network), seconds, str(reason))
+
+    def unban(self, address_or_network: Any, *, app: Flask | None = None) -> bool:
+        """Lift the ban of exactly this address or network; whether it was banned (as this process knew)."""
+        return self._bans(app).unban(network_of(address_or_network))
+
+    def bans(self, *, app: Flask | None = None) -> list[Ban]:
+        """The bans in force, as this process knows them (no store round trip)."""
+        return self._bans(app).bans()
+
+    def strike(
+        self, address: str | None = None, weight: int = 1, reason: str = "", *, app: Flask | None = None
+    ) -> bool:
+        """Count against a client for the ``ALLOW_AUTOBAN`` policy (a failed login): the current
+        request's client by default. False when not counted (exempt, a trusted proxy, no policy)."""
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            raise ValueError(f"weight must be a whole number >= 1, not {weight!r}")
+        service = self._bans(app)
+        if address is None:
+            decision = request.environ.get(DECISION_ENVIRON_KEY) if has_request_context() else None
+            if decision is None:
+                raise RuntimeError("strike() without an address needs a request guarded by flask_allow")
+            key = decision.client.key
+        else:
+            key = Client(address).key
+            if key is None:
+                raise ValueError(f"{address!r} is not an IP address")
+        return service.count(key, weight, str(reason))
+
     def reload(self, app: Flask | None = None) -> None:
         """Re-read the configuration and ``file:`` sources, then swap the rules in at once.
 
@@ -575,6 +720,7 @@ class FlaskAllow:
         def start(new: AppState, old: AppState | None) -> None:
             replaced.append(old)
             new.start(previous=old, reason=reason)
+            self._watch_responses(app, new)
 
         try:
             new = swap_state(app, EXTENSION_KEY, build, start, unless=None if current is None else current.__ne__)
@@ -607,6 +753,18 @@ def _counts(old: AppState | None, new: AppState | None) -> str:
         else:
             parts.append(f"{source.location} {name}: {was.entries} -> {source.entries} entries")
     return "; ".join(parts)
+
+
+def _names_banned(restriction: Any) -> bool:
+    """Whether some rule of a configured list is ``banned``."""
+    if not isinstance(restriction, (list, tuple)):
+        return False
+    for entry in restriction:
+        for values in entry.values() if isinstance(entry, dict) else ():
+            for value in [values] if isinstance(values, str) else values if isinstance(values, (list, tuple)) else ():
+                if isinstance(value, str) and value.strip().lower() == "banned":
+                    return True
+    return False
 
 
 def _make_guard(app: Flask) -> Callable[[], Response | None]:

@@ -144,3 +144,24 @@ def flask_allow_error(app: Flask, kind: str, message: str, location: str | None)
     :param message: The error as logged.
     :param location: The rule's location in the configuration, or None.
     """
+
+
+# -------------------------------------------------------------------------
+# After the view
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def flask_allow_response(decision: Decision, response: Response, app: Flask) -> None:
+    """Observe the response to a guarded request (the auto-ban policy counts its status).
+
+    Called from an ``after_request`` function, which is only installed while some plugin
+    implements this hook (a guarded request costs nothing more otherwise). Not called for a
+    request that ended in an unhandled exception. An exception raised here is logged and
+    ignored; the response is sent unchanged.
+
+    :param decision: What was decided for the request (``decision.client`` is the client the
+        trusted proxies resolve).
+    :param response: The response about to be sent.
+    :param app: The Flask app the request is for.
+    """

@@ -185,6 +185,14 @@ class Matcher:
         """Return when this rule's list last changed (Unix time: a file's mtime), or None: not a list."""
         return None
 
+    def text_lookup(self) -> Callable[[str], bool] | None:
+        """For a dynamic matcher that answers from the address text alone, at once and without
+        I/O (the bans), that search: ``hit(address) -> bool``, raising ``ValueError`` for text
+        that is not an IP address; or None. The engine then asks it ahead of its decision cache,
+        on every request, so a list whose other rules are static keeps its one-search fast path.
+        """
+        return None
+
     def detail(self, client: Client) -> str | None:
         """Return what the match rested on (a DNS answer), for reasons and logs, or None."""
         return None

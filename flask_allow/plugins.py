@@ -26,6 +26,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "flask_allow.builtins.reverse",
     "flask_allow.builtins.proxies",
     "flask_allow.accesslog.plugin",
+    "flask_allow.builtins.bans",
 )
 
 

@@ -1,0 +1,112 @@
+"""Bans: request overhead with 10,000 active bans and with auto-ban counting, and how fast a ban spreads.
+
+Flask's test client sends the same GET to each app in turn (interleaved rounds, as requests.py):
+10 static rules without bans; the same with ``banned`` first and 10,000 active bans (the client
+not banned); the same with ``ALLOW_AUTOBAN`` counting (the client's responses are counted).
+Then the propagation time: a ban made in one process until another process (a second app on the
+same SQLite file; a second app on a real redis-server, when one is installed) denies the client.
+
+    python benchmarks/bans.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as common
+from flask import Flask
+from requests import CLIENT, hello_app, ten_rules
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+def propagation(store: str, tmp: str, samples: int) -> list[float]:
+    """Seconds from ``ban()`` in one app until another app on the same store denies the client."""
+    config = {"ALLOW_BANS": True, "ALLOW_BAN_STORE": store, "ALLOW_BAN_SYNC_INTERVAL": 1.0}
+    one = hello_app("one", config)
+    two = hello_app("two", config)
+    one.instance_path = two.instance_path = tmp
+    found = []
+    for i in range(samples):
+        address = f"198.51.100.{i + 1}"
+        start = time.perf_counter()
+        one.extensions["flask_allow"].bans.ban(address, 600)
+        while two.test_client().get("/", environ_base={"REMOTE_ADDR": address}).status_code != 403:
+            time.sleep(0.005)
+        found.append(time.perf_counter() - start)
+    for app in (one, two):
+        app.extensions["flask_allow"].close()
+    return found
+
+
+def main() -> None:
+    args = common.arguments(__doc__.splitlines()[0])
+    rounds, batch, count = (3, 100, 1000) if args.quick else (40, 1000, 10_000)
+    common.print_header(
+        "Bans: request overhead and propagation",
+        [f"{rounds} rounds of {batch} requests per app; {count:,} active bans; client {CLIENT} (not banned)"],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = {"ALLOW_BAN_STORE": "memory", "ADDRESS_RESTRICTION": [{"DENY": "banned"}, *ten_rules()]}
+        apps: dict[str, Flask] = {
+            "10 rules": hello_app("plain", {"ADDRESS_RESTRICTION": ten_rules()}),
+            f"banned first + {count:,} bans": hello_app("bans", {**memory, "ALLOW_BANS": True}),
+            "banned first + auto-ban counting": hello_app(
+                "auto", {**memory, "ALLOW_AUTOBAN": {"status": [200], "limit": 10**9}}
+            ),
+        }
+        service = apps[f"banned first + {count:,} bans"].extensions["flask_allow"].bans
+        for network in (_net(i) for i in range(count)):
+            service.ban(network, 3600)
+        service.sync()
+        assert service.snapshot.size == count and service.snapshot.extra is None
+
+        for name, app in apps.items():
+            if app.test_client().get("/", environ_base={"REMOTE_ADDR": CLIENT}).status_code != 200:
+                raise SystemExit(f"{name}: not 200")
+        variants = {name: common.timed_gets(app, batch, {"REMOTE_ADDR": CLIENT}) for name, app in apps.items()}
+        for run in variants.values():
+            run()
+        found = common.interleave(variants, rounds)
+        rows = []
+        results: dict[str, Any] = {}
+        for name, values in found.items():
+            ratio, low, high = common.ratio(found, name, "10 rules")
+            rows.append([name, statistics.median(values) * 1e6, f"{ratio:.3f}", common.spread(low, high)])
+            results[name] = {"us": statistics.median(values) * 1e6, "ratio": ratio}
+        common.table(["app", "µs per request", "÷ 10 rules", "range"], rows, "Request time with bans")
+        for app in apps.values():
+            app.extensions["flask_allow"].close()
+        samples = 3 if args.quick else 10
+        spread_rows = []
+        sqlite = propagation(f"sqlite:///{tmp}/bans.sqlite3", tmp, samples)
+        spread_rows.append(["SQLite (two apps, one file)", statistics.median(sqlite), max(sqlite)])
+        if shutil.which("redis-server"):
+            from redis_server import RedisServer
+
+            server = RedisServer()
+            server.start()
+            try:
+                redis = propagation(server.url, tmp, samples)
+            finally:
+                server.stop()
+            spread_rows.append(["Redis (two apps, one server)", statistics.median(redis), max(redis)])
+        common.table(
+            ["store", "median s", "max s"], spread_rows, "Propagation of a ban (ALLOW_BAN_SYNC_INTERVAL 1; bound 2 s)"
+        )
+        results["propagation"] = {row[0]: {"median": row[1], "max": row[2]} for row in spread_rows}
+    common.write_json(args.json, "bans", args, results)
+
+
+def _net(i: int) -> str:
+    return f"{10 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.0/24"
+
+
+if __name__ == "__main__":
+    main()

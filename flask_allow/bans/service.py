@@ -1,0 +1,326 @@
+"""The bans of one app in one process: the snapshot the requests search, and the sync task.
+
+Requests only read ``snapshot`` (one attribute) and append to ``pending`` (counting). Everything
+that talks to the store runs in the background task of each process (started again after a
+fork): it writes the changes made here, adds up the counts, reads the bans when the store's
+version changed, and swaps a new snapshot in. A store that cannot be reached keeps the last
+known bans in force (their expiries honoured), counts locally, and is told all when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from threading import Lock
+from typing import Any
+
+from .. import config as keys
+from ..addresses import Span
+from ..index import ELSEWHERE_MIN, built_elsewhere
+from ..live import BackgroundTask
+from .ban import Ban, Network, moment, network_of
+from .settings import BanSettings
+from .snapshot import Compiled, Snapshot, client_network, exempt_spans
+from .stores import BanStore, StoreError
+from .stores.memory import MemoryStore
+
+Clock = Callable[[], float]
+
+
+class BanService:
+    """Bans and counting for one app (and settings), shared by its rules across reloads."""
+
+    def __init__(
+        self,
+        settings: BanSettings,
+        store: BanStore,
+        logger: logging.Logger,
+        clock: Clock = time.time,
+        report: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.logger = logger
+        self.clock = clock
+        self.policy = settings.autoban
+        self.report = report or (lambda kind, message: None)
+        self._lock = Lock()
+        self._known: dict[Network, Ban] = {}
+        #: Changes made in this process not yet written to the store, in order.
+        self._ops: list[tuple[str, Any]] = []
+        #: client network's key -> [weight, last reason] counted since the last sync (oldest first).
+        self._pending: OrderedDict[tuple[int, int], list[Any]] = OrderedDict()
+        #: Counts made while the store was down, added to it when it is back.
+        self._unsent: OrderedDict[str, int] = OrderedDict()
+        self._fallback = MemoryStore()
+        self._version: str | None = None
+        #: Whether the store could not be reached at the last sync.
+        self.down = False
+        self._exempt: list[Span] = exempt_spans(settings.exempt)
+        self._proxies: list[Span] = []
+        self.snapshot = Snapshot.build((), self._exempt, clock)
+        self._listeners: list[Callable[[], None]] = []
+        ref = weakref.ref(self)
+
+        def run() -> float | None:
+            service = ref()
+            if service is None:
+                task.stop()
+                return None
+            return service.sync()
+
+        task = BackgroundTask("ban sync", settings.sync_interval, run, logger)
+        self.task = task
+
+    # -- the request path --------------------------------------------------
+
+    def banned(self, address: str) -> bool:
+        """Whether the client with this address text is banned now (raises ``ValueError`` for
+        text that is not an IP address)."""
+        return self.snapshot.banned_text(address)
+
+    def count(self, key: tuple[int, int] | None, weight: int = 1, reason: str = "") -> bool:
+        """Count against a client for the auto-ban policy, later (the sync adds it up); False
+        when nothing is counted (no policy, an exempt client or a trusted proxy)."""
+        policy = self.policy
+        if policy is None or key is None or self.snapshot.is_exempt(key):
+            return False
+        family, value = key
+        if family == 6:  # counted by its network; made text in the sync, not here
+            shift = 128 - policy.prefix_v6
+            key = (6, value >> shift << shift)
+        client = key
+        pending = self._pending
+        with self._lock:
+            entry = pending.get(client)
+            if entry is None:
+                if len(pending) >= self.settings.max_tracked:
+                    pending.popitem(last=False)
+                pending[client] = [weight, reason]
+            else:
+                entry[0] += weight
+                if reason:
+                    entry[1] = reason
+                pending.move_to_end(client)
+        return True
+
+    # -- the API -----------------------------------------------------------
+
+    def ban(self, target: Any, ttl: float | None, reason: str = "", source: str = "api", strikes: int = 0) -> Ban:
+        """Ban at once here, in the store at the next sync (woken now)."""
+        network = network_of(target)
+        first, last = int(network.network_address), int(network.broadcast_address)
+        if any(f == network.version and a <= first and last <= b for f, a, b in self._exempt + self._proxies):
+            raise ValueError(f"{network} is exempt from bans ({keys.ALLOW_BAN_EXEMPT} or {keys.ALLOW_TRUSTED_PROXIES})")
+        now = self.clock()
+        seconds = self.settings.ttl if ttl is None else ttl
+        made = Ban(network, moment(now), None if seconds == 0 else moment(now + seconds), reason, strikes, source)
+        with self._lock:
+            self._known[network] = made
+            self._ops.append(("put", made))
+            old = self.snapshot
+            extra = [b for b in (old.extra.bans if old.extra is not None else ()) if b.network != network]
+            self._swap(
+                Snapshot(old.compiled, self.clock, Compiled([*extra, made], self._exempt), old.lifted - {network})
+            )
+        self.task.wake()
+        return made
+
+    def unban(self, target: Any) -> bool:
+        """Lift the ban of exactly this network here at once, and in the store at the next sync."""
+        network = network_of(target)
+        with self._lock:
+            old = self.snapshot
+            was = any(b.network == network for b in old.active())
+            self._known.pop(network, None)
+            self._ops.append(("remove", network))
+            extra = [b for b in (old.extra.bans if old.extra is not None else ()) if b.network != network]
+            lifted = old.lifted | {network}
+            self._swap(Snapshot(old.compiled, self.clock, Compiled(extra, self._exempt) if extra else None, lifted))
+        self.task.wake()
+        return was
+
+    def bans(self) -> list[Ban]:
+        """The bans in force in this process now (as last synced, with the changes made here)."""
+        return sorted(self.snapshot.active(), key=lambda b: (b.network.version, b.network))
+
+    def ban_of(self, key: tuple[int, int] | None) -> Ban | None:
+        return None if key is None else self.snapshot.ban_of(key)
+
+    # -- the background ----------------------------------------------------
+
+    def start(self) -> None:
+        """Read the store once (raises ``StoreError`` when it cannot be reached), then sync in the background."""
+        self.sync(raise_errors=True)
+        self.task.start()
+
+    def sync(self, raise_errors: bool = False) -> float | None:
+        """One round with the store; returns the seconds until the next (an expiry may be sooner)."""
+        now = self.clock()
+        rebuild = False
+        try:
+            if self.down:
+                self.store.ping()
+            self._push()
+            self._flush(now)
+            self._push()
+            version = self.store.version()
+            if version != self._version:
+                bans = self.store.active(now)
+                with self._lock:
+                    known = {b.network: b for b in bans}
+                    for op, what in self._ops:  # made here meanwhile: not in what was read
+                        if op == "put":
+                            known[what.network] = what
+                        else:
+                            known.pop(what, None)
+                    self._known = known
+                    self._version = version
+                rebuild = True
+            if self.down:
+                self.down = False
+                self.logger.warning("flask_allow: the ban store %s can be reached again", self._name())
+        except StoreError as exc:
+            if raise_errors:
+                raise
+            self._outage(exc)
+            self._flush_locally(now)
+        snapshot = self.snapshot
+        if rebuild or snapshot.extra is not None or snapshot.lifted or now >= snapshot.compiled.earliest:
+            self._rebuild(now)
+        earliest = self.snapshot.compiled.earliest - self.clock()
+        return max(0.0, min(self.settings.sync_interval, earliest)) if math.isfinite(earliest) else None
+
+    def _name(self) -> str:
+        return self.store.uri.split("@")[-1]
+
+    def _outage(self, exc: StoreError) -> None:
+        if self.down:
+            return
+        self.down = True
+        message = (
+            f"the ban store {self._name()} cannot be reached ({exc}); the last known bans stay in force "
+            "and counting goes on here until it is back"
+        )
+        self.logger.error("flask_allow: %s", message)
+        self.report("ban_store", message)
+
+    def _push(self) -> None:
+        """Write the changes made here, oldest first; one that fails stays for the next sync."""
+        now = self.clock()
+        while True:
+            with self._lock:
+                if not self._ops:
+                    return
+                op, what = self._ops[0]
+            if op == "put":
+                self.store.put(what)
+            else:
+                self.store.remove(what, now)
+            with self._lock:
+                if self._ops and self._ops[0] == (op, what):
+                    self._ops.pop(0)
+
+    def _take(self) -> tuple[dict[str, int], dict[str, str]]:
+        with self._lock:
+            pending, self._pending = self._pending, OrderedDict()
+            unsent, self._unsent = self._unsent, OrderedDict()
+        counts = dict(unsent)
+        reasons = {}
+        prefix = self.policy.prefix_v6 if self.policy is not None else 128
+        for key, (weight, reason) in pending.items():
+            client = str(client_network(key, prefix))
+            counts[client] = counts.get(client, 0) + weight
+            if reason:
+                reasons[client] = reason
+        return counts, reasons
+
+    def _flush(self, now: float) -> None:
+        policy = self.policy
+        if policy is None:
+            return
+        counts, reasons = self._take()
+        if not counts:
+            return
+        try:
+            reached = self.store.count(counts, policy, now)
+        except StoreError:
+            self._keep(counts)
+            raise
+        self._autoban(reached, reasons, now)
+
+    def _flush_locally(self, now: float) -> None:
+        policy = self.policy
+        if policy is None:
+            return
+        counts, reasons = self._take()
+        reached = self._fallback.count(counts, policy, now)
+        self._keep({c: w for c, w in counts.items() if c not in reached})
+        self._autoban(reached, reasons, now)
+
+    def _keep(self, counts: dict[str, int]) -> None:
+        """Keep counts for the store until it is back (bounded: the oldest are dropped first)."""
+        with self._lock:
+            unsent = self._unsent
+            for client, weight in counts.items():
+                unsent[client] = unsent.get(client, 0) + weight
+                unsent.move_to_end(client)
+            while len(unsent) > self.settings.max_tracked:
+                unsent.popitem(last=False)
+
+    def _autoban(self, reached: dict[str, tuple[int, int]], reasons: dict[str, str], now: float) -> None:
+        policy = self.policy
+        assert policy is not None
+        for client, (counted, offenses) in reached.items():
+            ttl = policy.ban_ttl(offenses)
+            why = f"{counted} counted within {policy.window:g}s, ban {offenses}"
+            if client in reasons:
+                why += f"; last: {reasons[client]}"
+            self.ban(client, ttl, why, source="autoban", strikes=counted)
+            self.logger.warning("flask_allow: banned %s for %gs (%s)", client, ttl, why)
+
+    def _rebuild(self, now: float) -> None:
+        with self._lock:
+            bans = [b for b in self._known.values() if b.active(now)]
+        if len(bans) >= ELSEWHERE_MIN:
+            with built_elsewhere():
+                compiled = Compiled(bans, self._exempt + self._proxies)
+        else:
+            compiled = Compiled(bans, self._exempt + self._proxies)
+        with self._lock:
+            # changes made here while building are kept on top of the new index
+            snapshot, known, built = self.snapshot, self._known, set(compiled.bans)
+            made_since = [
+                b
+                for b in (snapshot.extra.bans if snapshot.extra else ())
+                if b not in built and known.get(b.network) == b
+            ]
+            lifted = frozenset(b.network for b in compiled.bans if known.get(b.network) != b)
+            extra = Compiled(made_since, self._exempt) if made_since else None
+            self._swap(Snapshot(compiled, self.clock, extra, lifted))
+
+    def _swap(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:  # a listener drops cached decisions; it must not stop a swap
+                self.logger.exception("flask_allow: a ban listener failed")
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every swap (a rule's ``context.changed``)."""
+        self._listeners.append(listener)
+
+    def set_proxies(self, spans: Sequence[Span]) -> None:
+        """Never ban nor count the trusted proxies (the rules compiled them)."""
+        if list(spans) != self._proxies:
+            self._proxies = list(spans)
+            self._rebuild(self.clock())
+
+    def close(self) -> None:
+        self.task.stop()
+        self.store.close()

@@ -1,0 +1,161 @@
+"""One process's copy of the active bans, searched like the compiled static rules.
+
+Built off the request path and swapped in by one assignment. The bans are one static index
+(the exempt networks first, so they are never banned): a decision costs one search whatever the
+number of bans, in C when ``flask_allow._lookup`` was built. Which ban it was (for the reason and
+the log) is found only for a client that is banned, by its network at each prefix length in use.
+An index is trusted until its earliest expiry; from then on every hit is checked against the
+bans' ``until`` (and against bans lifted since it was built), so an expired ban is never served
+even before the sync task builds the next index.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+from ..addresses import Span, parse_client
+from ..clookup import c_lookup
+from ..index import StaticIndex
+from .ban import Ban, Network
+
+EXEMPT, BANNED = 1, 2
+_LABELS = (None, None, True)
+
+
+def span_of(network: Network) -> Span:
+    family = network.version
+    return Span(family, int(network.network_address), int(network.broadcast_address))
+
+
+class Compiled:
+    """The index of a set of bans (immutable once built)."""
+
+    def __init__(self, bans: Sequence[Ban], exempt: Sequence[Span]) -> None:
+        self.bans = tuple(bans)
+        self.index = StaticIndex([list(exempt), [span_of(b.network) for b in self.bans]])
+        self.by_length: dict[tuple[int, int], dict[int, Ban]] = {}
+        for ban in self.bans:
+            net = ban.network
+            self.by_length.setdefault((net.version, net.prefixlen), {})[int(net.network_address)] = ban
+        self.lengths = sorted(self.by_length, key=lambda fl: -fl[1])
+        #: The earliest expiry of these bans (epoch seconds), ``inf`` when none expires.
+        self.earliest: float = min((b.until.timestamp() for b in self.bans if b.until is not None), default=math.inf)
+        index = self.index
+
+        def other(address: object) -> bool | None:
+            key = parse_client(address) if isinstance(address, str) else None
+            if key is None:
+                raise ValueError(f"client address {address!r} is not an IP address")
+            return _LABELS[index.lookup(*key)]
+
+        fast = c_lookup(index, _LABELS, other) if self.bans else None
+        self.find: Callable[[str], bool | None] = fast or other
+
+    def covering(self, key: tuple[int, int]) -> Iterable[Ban]:
+        """The bans whose network holds the address ``key``, longest prefix first."""
+        family, value = key
+        bits = 32 if family == 4 else 128
+        for fam, length in self.lengths:
+            if fam == family:
+                found = self.by_length[(fam, length)].get(value >> (bits - length) << (bits - length))
+                if found is not None:
+                    yield found
+
+
+class Snapshot:
+    """The bans in force in this process: a compiled index, plus what changed here since.
+
+    ``extra`` holds bans made in this process after the index was built and ``lifted`` the
+    networks unbanned since, so that ``ban()``/``unban()`` take effect at once without building
+    a large index in the request; the sync task then builds a whole new one.
+    """
+
+    def __init__(
+        self,
+        compiled: Compiled,
+        clock: Callable[[], float],
+        extra: Compiled | None = None,
+        lifted: frozenset[Network] = frozenset(),
+    ) -> None:
+        self.compiled = compiled
+        self.clock = clock
+        self.extra = extra
+        self.lifted = lifted
+        self.find = compiled.find
+        self.trusted_until: float = -math.inf if lifted else compiled.earliest
+        #: The active bans' count when built (what ``len(allow.bans())`` gives, without a store).
+        self.size = len(compiled.bans) + (len(extra.bans) if extra is not None else 0)
+
+    @classmethod
+    def build(cls, bans: Sequence[Ban], exempt: Sequence[Span], clock: Callable[[], float]) -> Snapshot:
+        return cls(Compiled(bans, exempt), clock)
+
+    def is_exempt(self, key: tuple[int, int]) -> bool:
+        return self.compiled.index.lookup(*key) == EXEMPT
+
+    def banned_text(self, address: str) -> bool:
+        """Whether the client with this address text is banned now (the request path: one search)."""
+        if self.find(address) is None:
+            extra = self.extra
+            return extra is not None and extra.find(address) is not None and self._precise(parse_client(address))
+        if self.clock() < self.trusted_until:
+            return True
+        return self._precise(parse_client(address))
+
+    def banned_key(self, key: tuple[int, int] | None) -> bool:
+        if key is None:
+            return False
+        if self.compiled.index.lookup(*key) == BANNED and self.clock() < self.trusted_until:
+            return True
+        return self._precise(key)
+
+    def _precise(self, key: tuple[int, int] | None) -> bool:
+        return key is not None and self.ban_of(key) is not None
+
+    def ban_of(self, key: tuple[int, int]) -> Ban | None:
+        """The ban in force for the address ``key`` (the one lasting longest), or None."""
+        if self.compiled.index.lookup(*key) == EXEMPT:
+            return None
+        now = self.clock()
+        best: Ban | None = None
+        for compiled in (self.compiled, self.extra):
+            if compiled is None:
+                continue
+            for ban in compiled.covering(key):
+                if (ban.network in self.lifted and compiled is self.compiled) or not ban.active(now):
+                    continue
+                if best is None or (best.until is not None and (ban.until is None or ban.until > best.until)):
+                    best = ban
+        return best
+
+    def active(self) -> list[Ban]:
+        """Every ban in force now, one per network (a ban made here since replaces the old one)."""
+        now = self.clock()
+        found = {b.network: b for b in self.compiled.bans if b.network not in self.lifted and b.active(now)}
+        if self.extra is not None:
+            found.update((b.network, b) for b in self.extra.bans if b.active(now))
+        return list(found.values())
+
+
+def exempt_spans(entries: Iterable[str]) -> list[Span]:
+    """``ALLOW_BAN_EXEMPT`` as spans (``localhost`` is 127.0.0.0/8 and ::1)."""
+    from ..addresses import parse_span
+
+    spans: list[Span] = []
+    for entry in entries:
+        if entry.lower() == "localhost":
+            spans += [parse_span("127.0.0.0/8")[0], parse_span("::1")[0]]
+        else:
+            spans.append(parse_span(entry)[0])
+    return spans
+
+
+def client_network(key: tuple[int, int], prefix_v6: int) -> Network:
+    """The network a client is counted and banned by: its IPv4 address, its IPv6 /``prefix_v6``."""
+    family, value = key
+    if family == 4:
+        return ipaddress.IPv4Network((value, 32))
+    shift = 128 - prefix_v6
+    return ipaddress.IPv6Network((value >> shift << shift, prefix_v6))

@@ -1,0 +1,149 @@
+"""Bans in Redis (``redis://HOST:PORT/DB``, ``rediss://``): shared by every instance of a fleet.
+
+redis-py is imported only when such a store is configured (the ``redis`` extra). The bans are
+one hash (network -> the ban as JSON), read whole when the version key changed; a change is also
+published on a channel. Counters are counted by one Lua script (INCRBY, PEXPIRE on the first
+count, reset and count the ban at the limit), so the workers of every instance add up exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ..ban import Ban, Network
+from ..settings import AutobanPolicy
+from . import BanStore, StoreError
+
+PREFIX = "flask_allow:"
+#: Seconds a command may take before the store counts as unreachable.
+TIMEOUT = 2.0
+
+# KEYS: none (the client keys are made from ARGV[1]); ARGV: prefix, window ms, limit, ttl,
+# factor, max_ttl, then client, weight pairs. Returns client, counted, offenses triples.
+COUNT = """
+local prefix, window, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl, factor, max_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local reached = {}
+for i = 7, #ARGV, 2 do
+  local client, weight = ARGV[i], tonumber(ARGV[i + 1])
+  local key = prefix .. 'count:' .. client
+  local counted = redis.call('INCRBY', key, weight)
+  if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, window) end
+  if counted >= limit then
+    redis.call('DEL', key)
+    local okey = prefix .. 'offenses:' .. client
+    local offenses = redis.call('INCR', okey)
+    local bantime = math.min(ttl * factor ^ math.min(offenses - 1, 1000), max_ttl)
+    redis.call('PEXPIRE', okey, math.floor((bantime + max_ttl) * 1000))
+    table.insert(reached, client)
+    table.insert(reached, counted)
+    table.insert(reached, offenses)
+  end
+end
+return reached
+"""
+
+# KEYS[1]: the bans hash; ARGV: network, data pairs of expired bans, deleted only if unchanged.
+FORGET = """
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+"""
+
+
+class RedisStore(BanStore):
+    def __init__(self, uri: str) -> None:
+        try:
+            import redis
+        except ImportError as exc:  # pragma: no cover - the extra is part of the test set-up
+            from ...errors import ConfigError
+
+            raise ConfigError(
+                "a redis:// ban store needs redis-py: pip install 'Flask-Allow[redis]'", "ALLOW_BAN_STORE", uri
+            ) from exc
+        self.uri = uri
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.client = redis.Redis.from_url(
+            uri, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, health_check_interval=30
+        )
+        self._count = self.client.register_script(COUNT)
+        self._forget = self.client.register_script(FORGET)
+        self.channel = PREFIX + "changes"
+
+    def _run(self, work: Any) -> Any:
+        try:
+            return work(self.client)
+        except self._errors as exc:
+            raise StoreError(f"{self._where()}: {type(exc).__name__}: {exc}") from exc
+
+    def _where(self) -> str:
+        kwargs = self.client.connection_pool.connection_kwargs
+        return f"redis {kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+    def ping(self) -> None:
+        self._run(lambda r: r.ping())
+
+    def version(self) -> str:
+        found = self._run(lambda r: r.get(PREFIX + "version"))
+        return "0" if found is None else found.decode()
+
+    def _changed(self, pipe: Any) -> None:
+        # a new random token, not a counter: a restarted (emptied) server never repeats an old one
+        pipe.set(PREFIX + "version", uuid.uuid4().hex)
+        pipe.publish(self.channel, b"changed")
+
+    def put(self, ban: Ban) -> None:
+        def work(r: Any) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(PREFIX + "bans", str(ban.network), json.dumps(ban.to_dict()))
+            self._changed(pipe)
+            pipe.execute()
+
+        self._run(work)
+
+    def remove(self, network: Network, now: float) -> bool:
+        def work(r: Any) -> bool:
+            pipe = r.pipeline(transaction=True)
+            pipe.hget(PREFIX + "bans", str(network))
+            pipe.hdel(PREFIX + "bans", str(network))
+            self._changed(pipe)
+            found = pipe.execute()[0]
+            return found is not None and Ban.from_dict(json.loads(found)).active(now)
+
+        return bool(self._run(work))
+
+    def active(self, now: float) -> list[Ban]:
+        rows = self._run(lambda r: r.hgetall(PREFIX + "bans"))
+        bans, expired = [], []
+        for network, data in rows.items():
+            ban = Ban.from_dict(json.loads(data))
+            if ban.active(now):
+                bans.append(ban)
+            else:
+                expired += [network, data]
+        if expired:  # keep the hash small; a ban put again meanwhile is left alone
+            self._run(lambda r: self._forget(keys=[PREFIX + "bans"], args=expired))
+        return bans
+
+    def count(self, counts: Mapping[str, int], policy: AutobanPolicy, now: float) -> dict[str, tuple[int, int]]:
+        if not counts:
+            return {}
+        args: list[Any] = [PREFIX, int(policy.window * 1000), policy.limit, policy.ttl, policy.factor, policy.max_ttl]
+        for client, weight in counts.items():
+            args += [client, weight]
+        found = self._run(lambda r: self._count(args=args))
+        return {found[i].decode(): (int(found[i + 1]), int(found[i + 2])) for i in range(0, len(found), 3)}
+
+    def subscribe(self) -> Any:
+        """A pub/sub of the change channel (the sync task listens to it to wake at once)."""
+        pubsub = self._run(lambda r: r.pubsub(ignore_subscribe_messages=True))
+        self._run(lambda r: pubsub.subscribe(self.channel))
+        return pubsub
+
+    def close(self) -> None:
+        with contextlib.suppress(*self._errors):
+            self.client.close()

@@ -1,0 +1,134 @@
+"""Bans in a SQLite file (``sqlite:///PATH``, the default): shared by every worker of one machine.
+
+WAL mode, so readers (every worker's sync) never wait for the writer; a counter is added to in
+one ``BEGIN IMMEDIATE`` transaction, so two workers never lose each other's counts. A connection
+is opened per process (after a fork the child opens its own) and used under a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ..ban import Ban, Network
+from ..settings import AutobanPolicy
+from . import BanStore, StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS bans (network TEXT PRIMARY KEY, until REAL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (client TEXT PRIMARY KEY, counted INTEGER NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS offenses (client TEXT PRIMARY KEY, offenses INTEGER NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS counters_expires ON counters (expires);
+CREATE INDEX IF NOT EXISTS offenses_expires ON offenses (expires);
+INSERT OR IGNORE INTO meta VALUES ('version', 0);
+"""
+#: Seconds a writer waits for another process's transaction.
+BUSY_TIMEOUT = 5.0
+
+
+class SQLiteStore(BanStore):
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.path = uri[len("sqlite:///") - 1 :] if uri.startswith("sqlite:////") else uri[len("sqlite:///") :]
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None or self._pid != os.getpid():
+            try:
+                folder = os.path.dirname(os.path.abspath(self.path))
+                os.makedirs(folder, exist_ok=True)
+                connection = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                )
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.executescript(SCHEMA)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(f"cannot open {self.path}: {exc}") from exc
+            self._connection, self._pid = connection, os.getpid()
+        return self._connection
+
+    def _run(self, work: Any) -> Any:
+        with self._lock:
+            try:
+                return work(self._db())
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+    def ping(self) -> None:
+        self._run(lambda db: db.execute("SELECT 1").fetchone())
+
+    def version(self) -> str:
+        return str(self._run(lambda db: db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()[0]))
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE meta SET value = value + 1 WHERE name = 'version'")
+
+    def put(self, ban: Ban) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT OR REPLACE INTO bans VALUES (?, ?, ?)",
+                    (str(ban.network), ban.until_ts, json.dumps(ban.to_dict())),
+                )
+                self._bump(db)
+
+        self._run(work)
+
+    def remove(self, network: Network, now: float) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                found = db.execute(
+                    "DELETE FROM bans WHERE network = ? AND (until IS NULL OR until > ?)", (str(network), now)
+                ).rowcount
+                db.execute("DELETE FROM bans WHERE network = ?", (str(network),))
+                self._bump(db)
+                return found > 0
+
+        return bool(self._run(work))
+
+    def active(self, now: float) -> list[Ban]:
+        rows = self._run(
+            lambda db: db.execute("SELECT data FROM bans WHERE until IS NULL OR until > ?", (now,)).fetchall()
+        )
+        return [Ban.from_dict(json.loads(data)) for (data,) in rows]
+
+    def count(self, counts: Mapping[str, int], policy: AutobanPolicy, now: float) -> dict[str, tuple[int, int]]:
+        def work(db: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+            reached: dict[str, tuple[int, int]] = {}
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                for client, weight in counts.items():
+                    row = db.execute("SELECT counted, expires FROM counters WHERE client = ?", (client,)).fetchone()
+                    counted, expires = (0, now + policy.window) if row is None or row[1] <= now else row
+                    counted += weight
+                    if counted < policy.limit:
+                        db.execute("INSERT OR REPLACE INTO counters VALUES (?, ?, ?)", (client, counted, expires))
+                        continue
+                    db.execute("DELETE FROM counters WHERE client = ?", (client,))
+                    row = db.execute("SELECT offenses, expires FROM offenses WHERE client = ?", (client,)).fetchone()
+                    offenses = 1 if row is None or row[1] <= now else row[0] + 1
+                    forget = now + policy.forget(policy.ban_ttl(offenses))
+                    db.execute("INSERT OR REPLACE INTO offenses VALUES (?, ?, ?)", (client, offenses, forget))
+                    reached[client] = (counted, offenses)
+                db.execute("DELETE FROM counters WHERE expires <= ?", (now,))
+                db.execute("DELETE FROM offenses WHERE expires <= ?", (now,))
+            return reached
+
+        return dict(self._run(work))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None
