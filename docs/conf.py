@@ -47,7 +47,7 @@ nitpicky = True
 # are ignored; a flask_allow name that does not resolve is a warning, and the build fails.
 _OTHERS = (
     r"flask\..*|werkzeug\..*|pluggy\..*|click\..*|ipaddress\..*|logging\..*|collections\.abc\..*|typing\..*"
-    r"|contextlib\..*|weakref\..*|Flask|Request|Response|Iterable|Iterator|Callable|Mapping|Sequence|Any"
+    r"|contextlib\..*|weakref\..*|datetime\..*|Flask|Request|Response|Iterable|Iterator|Callable|Mapping|Sequence|Any"
     r"|ClassVar|ValueError|Exception|RuntimeError|TypeError|NotImplementedError|object|str|int|bool|float"
     r"|bytes|list|dict|tuple|set|type|None|NoneType|ipaddress|logging|Config"
 )

@@ -95,6 +95,7 @@ ALLOW_FEED_REQUIRED = "ALLOW_FEED_REQUIRED"
 #: Whether bans are in use (True/False): puts ``{"DENY": "banned"}`` first unless a rule names ``banned``.
 ALLOW_BANS = "ALLOW_BANS"
 #: Automatic bans (a dict: status, limit, window, ttl, factor, max_ttl, prefix_v6), or None for none.
+#: Type: dict or None
 ALLOW_AUTOBAN = "ALLOW_AUTOBAN"
 #: Seconds a ban made without a ttl lasts (``allow.ban``, ``flask allow ban``); 0 = until unbanned.
 ALLOW_BAN_TTL = "ALLOW_BAN_TTL"
@@ -102,6 +103,7 @@ ALLOW_BAN_TTL = "ALLOW_BAN_TTL"
 ALLOW_BAN_EXEMPT = "ALLOW_BAN_EXEMPT"
 #: Where bans and counters are kept: "memory", "sqlite:///PATH" or "redis://HOST:PORT/DB" ("rediss://");
 #: None = a SQLite file in the app's instance folder.
+#: Type: str or None
 ALLOW_BAN_STORE = "ALLOW_BAN_STORE"
 #: Whether a ban store that cannot be reached at start-up is a ConfigError (True/False).
 ALLOW_BAN_STORE_REQUIRED = "ALLOW_BAN_STORE_REQUIRED"
