@@ -1,18 +1,29 @@
-"""The access log's rotating file handler, minus most of the standard one's cost per line."""
+"""The access log's rotating file handler, minus most of the standard one's cost per line, safe
+when several processes (gunicorn's workers) write and rotate one file.
+
+Every line is written with ``backslashreplace``: what the encoding cannot hold is written as
+``\\xe9``, ``\\u20ac``, so no line is ever lost to its encoding.
+"""
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import fcntl
 import logging
 import logging.handlers
 import os
 import stat
+from collections.abc import Iterator
 from typing import Any
 
 _RECOUNT = 100  # lines after which the log file's size is read again (see _FileHandler)
 # Encodings without a byte-order mark or other state: a line is written as ``str.encode``
 # encodes it, straight to the file descriptor (see _FileHandler.put).
 _STATELESS = frozenset({"utf-8", "ascii", "iso8859-1"})
+#: How the access log encodes what its encoding cannot hold: ``\\xe9``, ``\\u20ac``, ``\\U0001f4a9``,
+#: as ``escape`` writes control characters.
+ERRORS = "backslashreplace"
 
 
 class _FileHandler(logging.handlers.RotatingFileHandler):
@@ -28,6 +39,10 @@ class _FileHandler(logging.handlers.RotatingFileHandler):
     _uncounted = 0
     _raw: Any = None  # the stream whose file descriptor ``put`` writes to (see _open)
     _fd = -1
+    _lock_fd = -1  # the lock file's (see _rotation_lock)
+
+    def __init__(self, filename: str, maxBytes: int = 0, backupCount: int = 0, encoding: str | None = None) -> None:
+        super().__init__(filename, maxBytes=maxBytes, backupCount=backupCount, encoding=encoding, errors=ERRORS)
 
     def _open(self) -> Any:
         stream = super()._open()
@@ -51,15 +66,55 @@ class _FileHandler(logging.handlers.RotatingFileHandler):
             found = os.fstat(self.stream.fileno())
             if not stat.S_ISREG(found.st_mode):  # never roll over anything but a regular file (bpo-45401)
                 return False
+            if not self._names(found):  # another process rolled the file over: write to the new one
+                self._reopen()
+                found = os.fstat(self.stream.fileno())
             self._size, self._uncounted = found.st_size, 0
         if self._size + length >= self.maxBytes:
             return True
         self._size += length
         return False
 
-    def doRollover(self) -> None:
-        super().doRollover()
+    def _names(self, found: os.stat_result) -> bool:
+        """Whether the file name still names the file written to (``found``: its ``fstat``)."""
+        try:
+            named = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            return False
+        return (named.st_ino, named.st_dev) == (found.st_ino, found.st_dev)
+
+    def _reopen(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        self.stream = self._open()
         self._size = -1
+
+    def doRollover(self) -> None:
+        """Roll over, unless another process did since this one looked: then write to its new file.
+
+        Processes that share the file take the lock of ``lock_file()`` around the
+        renames, and the one that finds the file already renamed under it only opens the new one:
+        no line is renamed away, written to a deleted file, or rolled over twice.
+        """
+        with self._rotation_lock():
+            stream = self.stream
+            if stream is not None and not self._names(os.fstat(stream.fileno())):
+                self._reopen()
+            else:
+                super().doRollover()
+        self._size = -1
+
+    @contextlib.contextmanager
+    def _rotation_lock(self) -> Iterator[None]:
+        """Hold the lock file's lock (a POSIX record lock: one holder across processes; threads of
+        one process are kept apart by the handler's own lock, which is held)."""
+        if self._lock_fd < 0:
+            self._lock_fd = os.open(lock_file(self.baseFilename), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.lockf(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self._lock_fd, fcntl.LOCK_UN)
 
     def put(self, text: str) -> None:
         """Write one formatted line, rolling over first when it would not fit (the lock held):
@@ -122,7 +177,17 @@ class _FileHandler(logging.handlers.RotatingFileHandler):
     def close(self) -> None:
         self._size = -1
         self._raw = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
         super().close()
+
+
+def lock_file(filename: str) -> str:
+    """The file whose lock the processes writing ``filename`` hold to roll it over: hidden, next
+    to it (``logs/.access.log.lock``), so that ``access.log*`` names the log files only."""
+    directory, name = os.path.split(filename)
+    return os.path.join(directory, f".{name}.lock")
 
 
 def _stateless(encoding: str | None) -> bool:

@@ -22,7 +22,7 @@ from flask import Flask
 from .. import config as keys
 from ..decision import Decision
 from ..errors import ConfigError
-from .file import _FileHandler
+from .file import ERRORS, _FileHandler
 from .formatter import Moment, _Formatter, _Records, logger
 from .line import escape, format_line, url_of
 from .queue import LineQueue
@@ -88,6 +88,7 @@ class AccessLog:
         self.value: Any = value
         #: With no rules at all, lines are INFO (as 2.0.x), not "no rule matched" warnings.
         self.no_rules = False
+        self._known: tuple[Any, dict[int, bool]] = ((), {})  # _state() when _direct() last worked out, its answers
 
     @staticmethod
     def options(value: Any) -> dict[str, Any]:
@@ -119,12 +120,13 @@ class AccessLog:
             raise ConfigError("'formatter' must be a logging format string", keys.ACCESS_LOG, value)
         if not isinstance(options["queue"], bool):
             raise ConfigError("'queue' must be True or False", keys.ACCESS_LOG, value)
-        try:
-            "".encode(options["encoding"])  # LookupError for unknown and bytes-to-bytes codecs (base64)
-        except (LookupError, TypeError):
+        if not _writes_any_text(options["encoding"]):
             raise ConfigError(
-                f"'encoding' {options['encoding']!r} is not a known text encoding", keys.ACCESS_LOG, value
-            ) from None
+                f"'encoding' {options['encoding']!r} is not a text encoding that can write every line"
+                f" ({ERRORS!r} escaping what it cannot hold)",
+                keys.ACCESS_LOG,
+                value,
+            )
         try:
             logging.Formatter(options["formatter"]).format(
                 logging.LogRecord("flask.allow", logging.INFO, __file__, 0, "check", None, None)
@@ -201,8 +203,43 @@ class AccessLog:
         Making the record, the logger's and the handler's calls and the formatter cost more than
         the rest of a line together. Whoever else could see the record (a handler on
         ``flask.allow`` or on a logger it propagates to, a filter, a record factory, a patched
-        ``Logger.callHandlers``) gets it as before: that is checked on every line.
+        ``Logger.callHandlers``) gets it as before: the answer is worked out again whenever
+        anything it rests on changed (``_state()``, compared on every line).
         """
+        state = self._state()
+        known = self._known
+        if known[0] != state:
+            self._known = known = (_copied(state), {})
+        answers = known[1]
+        answer = answers.get(level)
+        if answer is None:
+            answers[level] = answer = self._direct_now(level)
+        return answer
+
+    def _state(self) -> tuple[Any, ...]:
+        """What ``_direct_now()`` reads: the ``flask.allow`` logger's attributes (its handlers,
+        filters, parent, ``propagate``, ``disabled``, a method patched on it), the handlers of the
+        loggers above it, this app's handlers, the record factory and ``Logger``'s methods."""
+        handler, file_handler = self.handler, self.file_handler
+        parent = logger.parent
+        above = parent.handlers if parent is not None and parent.parent is None else _ancestors(parent)
+        return (
+            tuple(logger.__dict__.values()),
+            logger.handlers,
+            logger.filters,
+            above,
+            handler.filters,
+            handler.level,
+            file_handler.filters,
+            file_handler.level,
+            file_handler.formatter,
+            logging._logRecordFactory,  # type: ignore[attr-defined]  # what getLogRecordFactory() returns
+            logging.Logger.callHandlers,
+            logging.Logger.handle,
+        )
+
+    def _direct_now(self, level: int) -> bool:
+        """``_direct()``, worked out."""
         handler = self.file_handler
         return not (
             self._formatter.direct is None
@@ -250,11 +287,42 @@ class AccessLog:
         return True
 
 
+_PROBE = 'A line - \\ " \xe9\u20ac\U0001f4a9\n'
+
+
+def _writes_any_text(encoding: Any) -> bool:
+    """Whether ``encoding`` is a text encoding that writes any line, escaping what it cannot hold
+    (not an unknown name, a bytes-to-bytes codec such as base64, or one like idna that cannot escape)."""
+    try:
+        data = _PROBE.encode(encoding, ERRORS)
+        return data.decode(encoding).encode("ascii", ERRORS) == _PROBE.encode("ascii", ERRORS)
+    except (LookupError, TypeError, ValueError):  # UnicodeError is a ValueError
+        return False
+
+
 def _standard(name: str) -> Any:
     """``logging.Logger.<name>`` when it is the standard library's own, else None."""
     function = getattr(logging.Logger, name)
     standard = getattr(function, "__module__", None) == "logging" and function.__qualname__ == f"Logger.{name}"
     return function if standard else None
+
+
+def _ancestors(found: Any) -> tuple[Any, ...]:
+    """The loggers from ``found`` up that a record propagates to, with their handlers."""
+    chain: list[Any] = []
+    while found is not None:
+        chain.append((found, found.handlers, found.propagate))
+        found = found.parent if found.propagate else None
+    return tuple(chain)
+
+
+def _copied(state: Any) -> Any:
+    """``state`` with its lists copied: a list changed in place later no longer compares equal."""
+    if isinstance(state, list):
+        return list(state)
+    if isinstance(state, tuple):
+        return tuple(_copied(part) for part in state)
+    return state
 
 
 _HANDLE, _CALL_HANDLERS = _standard("handle"), _standard("callHandlers")
