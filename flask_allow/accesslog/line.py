@@ -66,32 +66,28 @@ def format_line(decision: Decision, request: Any = None) -> str:
     Never raises: a part that cannot be had is written as ``?``, and the line says what failed.
     """
     try:
-        return _format_line(decision, request)
+        client = decision.client
+        reason = decision.reason
+        if not decision.enforced and not decision.exempt and not decision.allowed:
+            reason = f"{reason} [report-only: let through]"
+        # escaping works character by character, so escaping the parts joined is escaping each part
+        address = client.address or "-"
+        if request is None:
+            request = client.request
+        if request is None:
+            line = escape(f"{address} {reason}")
+        else:
+            agent = request.environ.get("HTTP_USER_AGENT", "")  # what request.headers["User-Agent"] reads
+            method, url = request.method, url_of(request)
+            line = f'{address} {reason} {method} {url} "{agent}"'
+            # nothing to escape when the only characters to escape are the two quotes put around the agent
+            if not line.isascii() or len(line.encode("ascii").translate(None, _UNSAFE_ASCII)) != len(line) - 2:
+                line = f'{escape(f"{address} {reason} {method} {url}")} "{escape(agent)}"'
+        if client.via:
+            line = f"{line} via {escape(', '.join(map(str, client.via)))}"
+        return line
     except Exception as exc:  # a plugin's reason, a request object of another kind: still one line
         return _fallback_line(decision, request, exc)
-
-
-def _format_line(decision: Decision, request: Any) -> str:
-    client = decision.client
-    reason = decision.reason
-    if not decision.enforced and not decision.exempt and not decision.allowed:
-        reason = f"{reason} [report-only: let through]"
-    # escaping works character by character, so escaping the parts joined is escaping each part
-    address = client.address or "-"
-    if request is None:
-        request = client.request
-    if request is None:
-        line = escape(f"{address} {reason}")
-    else:
-        agent = request.environ.get("HTTP_USER_AGENT", "")  # what request.headers["User-Agent"] reads
-        method, url = request.method, url_of(request)
-        line = f'{address} {reason} {method} {url} "{agent}"'
-        # nothing to escape when the only characters to escape are the two quotes put around the agent
-        if not line.isascii() or len(line.encode("ascii").translate(None, _UNSAFE_ASCII)) != len(line) - 2:
-            line = f'{escape(f"{address} {reason} {method} {url}")} "{escape(agent)}"'
-    if client.via:
-        line = f"{line} via {escape(', '.join(map(str, client.via)))}"
-    return line
 
 
 def _fallback_line(decision: Decision, request: Any, exc: Exception) -> str:

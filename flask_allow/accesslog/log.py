@@ -172,30 +172,25 @@ class AccessLog:
             # what it needs is read now: the request, the clock, the thread
             queued.put(functools.partial(self._later, level, decision, decision.client.request, self._moment()))
             return
-        self._write_directly(level, format_line(decision))
-
-    def _later(self, level: int, decision: Decision, request: Any, moment: Moment) -> str:
-        """A queued line, formatted in the writer thread as it would have been in the request
-        (the reason of a static rule or the default does not change; a DNS rule's is not queued)."""
-        return self._formatter.line(level, format_line(decision, request), self._records, moment)
-
-    def _write_directly(self, level: int, message: str) -> None:
-        """Write the line as the file handler would write the record, without making the record
-        (once ``_direct()`` said the record would reach that handler and no one else)."""
-        handler, formatter, queued = self.file_handler, self._formatter, self.queue
-        lock = handler.lock
-        assert lock is not None  # checked by _direct()
+        # as the file handler would write the record, without making the record
+        message = format_line(decision)
+        handler = self.file_handler
         try:
-            text = formatter.line(level, message, self._records)
+            text = self._formatter.line(level, message, self._records)
             if queued is not None:
                 queued.put(text)
                 return
-            with lock:
+            with handler.lock:  # type: ignore[union-attr]  # checked by _direct()
                 handler.put(text)  # type: ignore[attr-defined]
         except RecursionError:
             raise
         except Exception:
             handler.handleError(self._records.make(level, message))
+
+    def _later(self, level: int, decision: Decision, request: Any, moment: Moment) -> str:
+        """A queued line, formatted in the writer thread as it would have been in the request
+        (the reason of a static rule or the default does not change; a DNS rule's is not queued)."""
+        return self._formatter.line(level, format_line(decision, request), self._records, moment)
 
     def _direct(self, level: int) -> bool:
         """Whether a line at ``level`` may skip the record: it would reach this app's handler alone.
@@ -219,20 +214,15 @@ class AccessLog:
     def _state(self) -> tuple[Any, ...]:
         """What ``_direct_now()`` reads: the ``flask.allow`` logger's attributes (its handlers,
         filters, parent, ``propagate``, ``disabled``, a method patched on it), the handlers of the
-        loggers above it, this app's handlers, the record factory and ``Logger``'s methods."""
+        loggers above it, this app's handlers' attributes (filters, level, formatter), the record
+        factory and ``Logger``'s methods. The lists in it are compared by their items (``_copied``)."""
         handler, file_handler = self.handler, self.file_handler
         parent = logger.parent
-        above = parent.handlers if parent is not None and parent.parent is None else _ancestors(parent)
         return (
             tuple(logger.__dict__.values()),
-            logger.handlers,
-            logger.filters,
-            above,
-            handler.filters,
-            handler.level,
-            file_handler.filters,
-            file_handler.level,
-            file_handler.formatter,
+            parent.handlers if parent is not None and parent.parent is None else _ancestors(parent),
+            tuple(file_handler.__dict__.values()),  # the file's size is counted elsewhere: _Count
+            None if handler is file_handler else tuple(handler.__dict__.values()),
             logging._logRecordFactory,  # type: ignore[attr-defined]  # what getLogRecordFactory() returns
             logging.Logger.callHandlers,
             logging.Logger.handle,
