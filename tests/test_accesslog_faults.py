@@ -198,7 +198,16 @@ def test_a_handler_added_later_gets_the_records(make_app: MakeApp, tmp_path: Pat
     finally:
         logging.setLogRecordFactory(previous)
     request(10)
-    assert [r.getMessage().split(" ")[0] for r in records] == ["192.0.2.1", "192.0.2.4", "192.0.2.6"]
+    saved = ACCESS_LOGGER.handlers
+    ACCESS_LOGGER.handlers = [*saved, keep]  # a new list, not a change to the one there was
+    try:
+        request(11)
+        ACCESS_LOGGER.handlers.pop()  # and that list changed in place
+        request(12)
+    finally:
+        ACCESS_LOGGER.handlers = saved
+    assert state.access_log._direct(logging.WARNING)  # back to the direct write
+    assert [r.getMessage().split(" ")[0] for r in records] == ["192.0.2.1", "192.0.2.4", "192.0.2.6", "192.0.2.11"]
     assert [line.split(" - ")[-1].split(" ")[0] for line in logged(app, log)] == [
-        f"192.0.2.{n}" for n in (0, 1, 2, 3, 4, 5, 6, 7, 9, 10)
+        f"192.0.2.{n}" for n in (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12)
     ]

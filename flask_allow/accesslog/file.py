@@ -17,6 +17,8 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
+from .watch import Watched
+
 _RECOUNT = 100  # lines after which the log file's size is read again (see _FileHandler)
 # Encodings without a byte-order mark or other state: a line is written as ``str.encode``
 # encodes it, straight to the file descriptor (see _FileHandler.put).
@@ -26,7 +28,7 @@ _STATELESS = frozenset({"utf-8", "ascii", "iso8859-1"})
 ERRORS = "backslashreplace"
 
 
-class _FileHandler(logging.handlers.RotatingFileHandler):
+class _FileHandler(Watched, logging.handlers.RotatingFileHandler):
     """The rotating file handler, minus most of its per-line cost: a line is formatted once (not
     once to size the file and again to write it) and, in a stateless encoding, written to the
     file descriptor in one system call (not through the text and the buffered stream, each

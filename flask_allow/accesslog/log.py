@@ -22,6 +22,7 @@ from flask import Flask
 from .. import config as keys
 from ..decision import Decision
 from ..errors import ConfigError
+from . import watch
 from .file import ERRORS, _FileHandler
 from .formatter import Moment, _Formatter, _Records, logger
 from .line import escape, format_line, url_of
@@ -32,7 +33,7 @@ logger.addHandler(logging.NullHandler())
 __all__ = ["AccessLog", "escape", "format_line", "url_of"]
 
 
-class _Queued(logging.Handler):
+class _Queued(watch.Watched, logging.Handler):
     """The handler on ``flask.allow`` with ``"queue": true``: hands records to the writer thread."""
 
     def __init__(self, queue: LineQueue) -> None:
@@ -88,7 +89,9 @@ class AccessLog:
         self.value: Any = value
         #: With no rules at all, lines are INFO (as 2.0.x), not "no rule matched" warnings.
         self.no_rules = False
-        self._known: tuple[Any, dict[int, bool]] = ((), {})  # _state() when _direct() last worked out, its answers
+        #: What ``_direct()`` last worked out: in which ``watch.generation``, with which record
+        #: factory and ``Logger`` methods, and its answer for each level.
+        self._known: tuple[Any, ...] = (-1, None, None, None, {})
 
     @staticmethod
     def options(value: Any) -> dict[str, Any]:
@@ -198,35 +201,32 @@ class AccessLog:
         Making the record, the logger's and the handler's calls and the formatter cost more than
         the rest of a line together. Whoever else could see the record (a handler on
         ``flask.allow`` or on a logger it propagates to, a filter, a record factory, a patched
-        ``Logger.callHandlers``) gets it as before: the answer is worked out again whenever
-        anything it rests on changed (``_state()``, compared on every line).
+        ``Logger.callHandlers``) gets it as before. What is ours to watch (the ``flask.allow``
+        logger, this app's handlers: see ``watch``) is looked at again only when it changed; the
+        record factory, ``Logger``'s methods and the loggers above on every line.
         """
-        state = self._state()
+        generation = watch.generation  # read first: a change while the answer is worked out is seen next time
         known = self._known
-        if known[0] != state:
-            self._known = known = (_copied(state), {})
-        answers = known[1]
+        if (
+            known[0] != generation
+            or known[1] is not logging._logRecordFactory  # type: ignore[attr-defined]  # getLogRecordFactory()
+            or known[2] is not logging.Logger.callHandlers
+            or known[3] is not logging.Logger.handle
+        ):
+            factory = logging._logRecordFactory  # type: ignore[attr-defined]
+            known = (generation, factory, logging.Logger.callHandlers, logging.Logger.handle, {})
+            self._known = known
+        answers = known[4]
         answer = answers.get(level)
         if answer is None:
             answers[level] = answer = self._direct_now(level)
+        if answer and logger.propagate:  # the loggers above are not ours to watch (as Logger.callHandlers walks up)
+            found: Any = logger
+            while found.propagate and found.parent is not None:
+                found = found.parent
+                if found.handlers:
+                    return False
         return answer
-
-    def _state(self) -> tuple[Any, ...]:
-        """What ``_direct_now()`` reads: the ``flask.allow`` logger's attributes (its handlers,
-        filters, parent, ``propagate``, ``disabled``, a method patched on it), the handlers of the
-        loggers above it, this app's handlers' attributes (filters, level, formatter), the record
-        factory and ``Logger``'s methods. The lists in it are compared by their items (``_copied``)."""
-        handler, file_handler = self.handler, self.file_handler
-        parent = logger.parent
-        return (
-            tuple(logger.__dict__.values()),
-            parent.handlers if parent is not None and parent.parent is None else _ancestors(parent),
-            tuple(file_handler.__dict__.values()),  # the file's size is counted elsewhere: _Count
-            None if handler is file_handler else tuple(handler.__dict__.values()),
-            logging._logRecordFactory,  # type: ignore[attr-defined]  # what getLogRecordFactory() returns
-            logging.Logger.callHandlers,
-            logging.Logger.handle,
-        )
 
     def _direct_now(self, level: int) -> bool:
         """``_direct()``, worked out."""
@@ -267,14 +267,7 @@ class AccessLog:
                 first = other.filters[0] if other.filters else None
                 if not isinstance(first, _OnlyApp) or first.owner is self.owner:  # another app's drops ours
                     return False
-        if not ours:
-            return False
-        found = logger
-        while found.propagate and found.parent is not None:  # as Logger.callHandlers walks up
-            found = found.parent
-            if found.handlers:
-                return False
-        return True
+        return ours  # the loggers above: see _direct()
 
 
 _PROBE = 'A line - \\ " \xe9\u20ac\U0001f4a9\n'
@@ -297,26 +290,9 @@ def _standard(name: str) -> Any:
     return function if standard else None
 
 
-def _ancestors(found: Any) -> tuple[Any, ...]:
-    """The loggers from ``found`` up that a record propagates to, with their handlers."""
-    chain: list[Any] = []
-    while found is not None:
-        chain.append((found, found.handlers, found.propagate))
-        found = found.parent if found.propagate else None
-    return tuple(chain)
-
-
-def _copied(state: Any) -> Any:
-    """``state`` with its lists copied: a list changed in place later no longer compares equal."""
-    if isinstance(state, list):
-        return list(state)
-    if isinstance(state, tuple):
-        return tuple(_copied(part) for part in state)
-    return state
-
-
 _HANDLE, _CALL_HANDLERS = _standard("handle"), _standard("callHandlers")
-_PLAIN_LOGGER = type(logger) is logging.Logger  # not a subclass (``logging.setLoggerClass``)
+watch.watch_logger(logger)
+_PLAIN_LOGGER = type(logger) is watch.WatchedLogger  # not someone else's subclass (``logging.setLoggerClass``)
 
 
 def _stop_at_exit(ref: weakref.ref[AccessLog]) -> None:
