@@ -210,6 +210,7 @@ FORMATS = [
     "%(created)f %(relativeCreated)d %(levelno)d %(msg)r %(thread)d %(threadName)s %(processName)s %(message)s",
     "%(pathname)s %(filename)s %(module)s %(funcName)s %(lineno)d [%(asctime)-30s] 100%% %(message)s",
     "%%(message)s is not a field: %(message)s %(levelname).1s",
+    "[%(asctime)s] %(levelname)s %(name)s: %(message)s (100%%)",  # the text before the message made once a second
     *(["%(taskName)s %(message)s"] if sys.version_info >= (3, 12) else []),
 ]
 REQUESTS = [  # (client, path, user agent): allowed, denied, no rule matched, escaped, a URL werkzeug makes

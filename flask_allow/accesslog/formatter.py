@@ -150,6 +150,17 @@ def _tail(style: logging.PercentStyle) -> str | None:
     return style._fmt[messages[0].end() :] % ()
 
 
+def _msecs_at(style: logging.PercentStyle) -> int | None:
+    """Where ``asctime`` starts in a line, when it is the format's first field, a plain ``%(asctime)s``,
+    and no other field (``msecs``) holds the milliseconds; else None."""
+    matches = [match for match in _CONVERSION.finditer(style._fmt) if match[1]]
+    if not matches or matches[0][1] != "asctime" or matches[0][2] != "s":
+        return None
+    if any(match[1] in ("asctime", "msecs") for match in matches[1:]):
+        return None
+    return len(style._fmt[: matches[0].start()] % ())
+
+
 def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """What takes the values of ``names`` from a dict, as a tuple (``itemgetter`` of one name
     gives the bare value)."""
@@ -193,7 +204,10 @@ class _Formatter(logging.Formatter):
         #: The text after the message (fields-free), when a line is a prefix, the message and this:
         #: the prefix is then made once per millisecond and level (see ``line()``).
         self._tail: str | None = _tail(self._style) if found is not None else None
-        self._prefix: tuple[Any, str] = ((), "")
+        self._prefix: tuple[Any, str, str] = ((), "", "")
+        #: Where the milliseconds are in that text, when they are in ``asctime`` alone and it comes
+        #: first: the text is then made once a second and level, the milliseconds put in per line.
+        self._msecs_at = _msecs_at(self._style) if self._tail is not None else None
 
     def format(self, record: logging.LogRecord) -> str:
         plain = type(self._style) is logging.PercentStyle
@@ -237,14 +251,25 @@ class _Formatter(logging.Formatter):
             second = now // 1
             msecs = (now - second) * 1000 // 1
         template = records.template() if self._from_template else None
-        key = (second, msecs, level, self.converter, self.default_msec_format, template)
-        found = self._prefix  # read once: threads
-        if found[0] == key:
-            return f"{found[1]}{message}{tail}"
-        text = self._line(level, "", records, (now, None, None))
-        prefix = text[: len(text) - len(tail)]
-        self._prefix = (key, prefix)
-        return f"{prefix}{message}{tail}"
+        at, msec_format = self._msecs_at, self.default_msec_format
+        if at is not None and msec_format == "%s,%03d":
+            key: tuple[Any, ...] = (second, level, self.converter, msec_format, template)
+            found = self._prefix  # read once: threads
+            if found[0] == key:
+                return f"{found[1]}{int(msecs):03d}{found[2]}{message}{tail}"
+            text = self._line(level, "", records, (now, None, None))
+            stamp = time.strftime(self.default_time_format, self.converter(second))
+            end = at + len(stamp) + 1  # the text up to the second, then ","
+            if text[at:end] == f"{stamp},":  # else a line of its own (a converter that changed meanwhile)
+                self._prefix = (key, text[:end], text[end + 3 : len(text) - len(tail)])
+            return f"{text[: len(text) - len(tail)]}{message}{tail}"
+        key = (second, msecs, level, self.converter, msec_format, template)
+        found = self._prefix
+        if found[0] != key:
+            text = self._line(level, "", records, (now, None, None))
+            found = (key, text[: len(text) - len(tail)], "")
+            self._prefix = found
+        return f"{found[1]}{message}{tail}"
 
     def _line(self, level: int, message: str, records: _Records, moment: Moment | None = None) -> str:
         """``line()``, every field worked out."""
