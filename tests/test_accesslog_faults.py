@@ -21,19 +21,6 @@ ACCESS_LOGGER = logging.getLogger("flask.allow")
 RAW = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
 
-@pytest.fixture(params=["direct", "records"])
-def write_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Both ways a line is written: directly, and as a record (a handler on the root listens)."""
-    if request.param == "direct":
-        request.getfixturevalue("access_log_alone")
-        yield request.param
-        return
-    listener = logging.NullHandler()
-    logging.getLogger().addHandler(listener)
-    yield request.param
-    logging.getLogger().removeHandler(listener)
-
-
 def call(app: Flask, path: str = "/", **environ: Any) -> str:
     """One request through the WSGI app with a raw environ (the test client itself cannot build
     the URL of some of these); returns the status line."""
