@@ -163,23 +163,28 @@ def interleave(variants: dict[str, Callable[[], float]], rounds: int) -> dict[st
 
 
 def request_batches(
-    apps: dict[str, Any], batch: int, address: str, clock: Callable[[], float] = time.perf_counter
+    apps: dict[str, Any],
+    batch: int,
+    address: str,
+    clock: Callable[[], float] = time.perf_counter,
+    base_urls: dict[str, str] | None = None,
 ) -> dict[str, Callable[[], float]]:
     """Per app, a run of ``batch`` GETs of ``/`` from ``address`` through Flask's test client,
     returning seconds per request by ``clock``; each app must answer 200, so all do the same work
-    after the guard."""
+    after the guard. ``base_urls`` gives an app another Host than ``localhost`` (a port, say)."""
     variants = {}
     for name, app in apps.items():
         client = app.test_client()
         environ = {"REMOTE_ADDR": address}
-        status = client.get("/", environ_base=environ).status_code
+        base_url = (base_urls or {}).get(name, "http://localhost")
+        status = client.get("/", base_url=base_url, environ_base=environ).status_code
         if status != 200:
             raise SystemExit(f"{name}: status {status}")
 
-        def run(client: Any = client, environ: dict[str, str] = environ) -> float:
+        def run(client: Any = client, environ: dict[str, str] = environ, base_url: str = base_url) -> float:
             start = clock()
             for _ in range(batch):
-                client.get("/", environ_base=environ)
+                client.get("/", base_url=base_url, environ_base=environ)
             return (clock() - start) / batch
 
         variants[name] = run

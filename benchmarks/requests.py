@@ -3,7 +3,8 @@
 Flask's test client sends the same GET to each app in turn, a batch at a time, the order rotated
 each round; each guarded app's time is divided by the bare app's of the same round. Guarded
 variants: 10 rules; a 1,000,000-network ``file:`` rule; 10 rules with the access log on (written
-synchronously, the default) and with ``ACCESS_LOG {"queue": true}``. The control row is a second
+synchronously, the default; and with a port >= 10000 in the Host header) and with
+``ACCESS_LOG {"queue": true}``. The control row is a second
 bare app measured the same way.
 
     python benchmarks/requests.py [--quick] [--json PATH]
@@ -67,6 +68,9 @@ def main() -> None:
             "10 rules + access log": hello_app(
                 "log", {"ADDRESS_RESTRICTION": ten_rules(), "ACCESS_LOG": str(Path(tmp) / "access.log")}
             ),
+            "10 rules + access log, port 31337": hello_app(
+                "port", {"ADDRESS_RESTRICTION": ten_rules(), "ACCESS_LOG": str(Path(tmp) / "port.log")}
+            ),
             "10 rules + access log (queue)": hello_app(
                 "queue",
                 {
@@ -75,7 +79,9 @@ def main() -> None:
                 },
             ),
         }
-        variants = common.request_batches(apps, batch, CLIENT)
+        # an ephemeral or NodePort-style port (>= 10000) in the Host header, as under a real server
+        ports = {name: "http://localhost:31337" for name in apps if "port" in name}
+        variants = common.request_batches(apps, batch, CLIENT, base_urls=ports)
         found = common.interleave(variants, rounds)
         rows = []
         for name, values in found.items():
@@ -92,11 +98,14 @@ def main() -> None:
                 state.close()
         logged = [  # rotated files included
             sum(len(path.read_text().splitlines()) for path in Path(tmp).glob(f"{name}*"))
-            for name in ("access.log", "queued.log")
+            for name in ("access.log", "port.log", "queued.log")
         ]
     expected = (rounds + 1) * batch + 1
-    print(f"access log lines: {logged[0]:,} (sync), {logged[1]:,} (queue); requests per app {expected:,}")
-    if logged != [expected, expected]:  # every line is written, the queue drained when the state closed
+    print(
+        f"access log lines: {logged[0]:,} (sync), {logged[1]:,} (port 31337), {logged[2]:,} (queue);"
+        f" requests per app {expected:,}"
+    )
+    if logged != [expected] * 3:  # every line is written, the queue drained when the state closed
         raise SystemExit(f"the access log lost lines: {logged} of {expected}")
     common.write_json(args.json, "requests", args, {"seconds": found, "table": rows, "log_lines": logged})
 

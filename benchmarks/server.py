@@ -1,8 +1,9 @@
 """Requests per second under a real WSGI server: gunicorn on 127.0.0.1, loaded by a separate process.
 
 One gunicorn (one sync worker) per app, all on 127.0.0.1 only: the bare hello-world app twice
-(the second is the control), the app guarded by 10 rules, and by a 1,000,000-network ``file:``
-rule. A load generator in its own process (wrk when installed, else a Python one) loads each
+(the second is the control), the app guarded by 10 rules, by a 1,000,000-network ``file:``
+rule, and by 10 rules with the access log (written in the request, and queued). A load
+generator in its own process (wrk when installed, else a Python one) loads each
 server in turn for a fixed time, the order rotated each round; each guarded server's requests
 per second are divided by the bare one's of the same round. Then a server with the access log
 behind a queue (``ACCESS_LOG {"queue": true}``) is loaded and stopped with SIGTERM: its log must
@@ -186,6 +187,12 @@ def main() -> None:
             "10 rules": {"ADDRESS_RESTRICTION": ten},
             f"{networks:,}-network file: rule": {
                 "ADDRESS_RESTRICTION": [{"ALLOW": "localhost"}, {"DENY": f"file:{big}"}]
+            },
+            # written in the request (the default): a line is in the file when the response is sent
+            "10 rules + access log": {"ADDRESS_RESTRICTION": ten, "ACCESS_LOG": str(directory / "sync.log")},
+            "10 rules + access log (queue)": {
+                "ADDRESS_RESTRICTION": ten,
+                "ACCESS_LOG": {"filename": str(directory / "rows-queued.log"), "queue": True},
             },
         }
         servers = {name: Server(directory, name, config) for name, config in configs.items()}

@@ -496,16 +496,34 @@ class AppState:
             return
         app = self.app
         if self._observers is None:
+            hook, write_line = self._hook_then_log
             try:
-                self.pm.hook.flask_allow_decision(decision=decision, app=app)
+                hook(decision=decision, app=app)
             except Exception:
                 app.logger.exception("flask_allow: a flask_allow_decision plugin failed")
+            if write_line is not None:  # after the others, whatever they did: the line is never lost
+                try:
+                    write_line(decision=decision, app=app)
+                except Exception:
+                    app.logger.exception("flask_allow: the access log's flask_allow_decision failed")
             return
         for function, argnames in self._observers:
             try:
                 function(**{n: (decision if n == "decision" else app) for n in argnames})
             except Exception:
                 app.logger.exception("flask_allow: flask_allow_decision of %r failed", function)
+
+    @functools.cached_property
+    def _hook_then_log(self) -> tuple[Any, Callable[..., Any] | None]:
+        """When pluggy calls the observers (a wrapper among them): the hook without the built-in
+        access log, and the access log's implementation, called after it on its own (a plugin
+        that raises stops pluggy's call, and would cost the line)."""
+        from .accesslog import plugin as builtin
+
+        if self.access_log is None or not self.pm.is_registered(builtin):
+            return self.pm.hook.flask_allow_decision, None
+        hook = self.pm.subset_hook_caller("flask_allow_decision", remove_plugins=[builtin])
+        return hook, builtin.flask_allow_decision
 
     def deny(self, decision: Decision) -> Response:
         """Render the denial through a plugin, or abort with ``ALLOW_DENY_STATUS``."""

@@ -213,3 +213,18 @@ def access_log_alone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     logger.addHandler = add_but_pytests  # type: ignore[method-assign]
     yield
     del logger.addHandler
+
+
+@pytest.fixture(params=["direct", "records"])
+def write_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Both ways an access-log line is written: directly, when no one but the app's handler would
+    see the record, and as a record through the logger, when a handler on the root logger listens
+    (see tests/test_accesslog_fast_path.py)."""
+    if request.param == "direct":
+        request.getfixturevalue("access_log_alone")
+        yield request.param
+        return
+    listener = logging.NullHandler()
+    logging.getLogger().addHandler(listener)
+    yield request.param
+    logging.getLogger().removeHandler(listener)

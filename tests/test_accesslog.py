@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +19,8 @@ ACCESS_LOGGER = logging.getLogger("flask.allow")
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
 
 
-@pytest.fixture(autouse=True, params=["direct", "records"])
-def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Every test here runs on both ways a line is written: directly, when no one but the app's
-    handler would see the record, and as a record through the logger, when a handler on the root
-    logger listens (see tests/test_accesslog_fast_path.py)."""
-    if request.param == "direct":
-        request.getfixturevalue("access_log_alone")
-        yield request.param
-        return
-    listener = logging.NullHandler()
-    logging.getLogger().addHandler(listener)
-    yield request.param
-    logging.getLogger().removeHandler(listener)
+#: Every test here runs on both ways a line is written (see conftest's ``write_path``).
+pytestmark = pytest.mark.usefixtures("write_path")
 
 
 def test_levels_and_the_2_0_default_format(make_app: MakeApp, tmp_path: Path) -> None:

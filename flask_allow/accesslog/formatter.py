@@ -134,6 +134,33 @@ def _positional(style: logging.PercentStyle) -> tuple[str, tuple[str, ...]] | No
     return _CONVERSION.sub(lambda match: "%" + match[2] if match[1] else "%%", fmt), names
 
 
+_PREFIX_FIELDS = frozenset({"asctime", "levelname", "levelno", "msecs"}) | _TEMPLATE_FIELDS
+
+
+def _tail(style: logging.PercentStyle) -> str | None:
+    """The text after the message, when the format's only message field is a plain ``%(message)s``
+    (or ``msg``) after every field that changes within a millisecond and level (none may follow
+    it); else None."""
+    matches = [match for match in _CONVERSION.finditer(style._fmt) if match[1]]
+    messages = [match for match in matches if match[1] in ("message", "msg")]
+    if len(messages) != 1 or messages[0][2] != "s" or matches[-1] is not messages[0]:
+        return None
+    if not {match[1] for match in matches[:-1]} <= _PREFIX_FIELDS:
+        return None
+    return style._fmt[messages[0].end() :] % ()
+
+
+def _msecs_at(style: logging.PercentStyle) -> int | None:
+    """Where ``asctime`` starts in a line, when it is the format's first field, a plain ``%(asctime)s``,
+    and no other field (``msecs``) holds the milliseconds; else None."""
+    matches = [match for match in _CONVERSION.finditer(style._fmt) if match[1]]
+    if not matches or matches[0][1] != "asctime" or matches[0][2] != "s":
+        return None
+    if any(match[1] in ("asctime", "msecs") for match in matches[1:]):
+        return None
+    return len(style._fmt[: matches[0].start()] % ())
+
+
 def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """What takes the values of ``names`` from a dict, as a tuple (``itemgetter`` of one name
     gives the bare value)."""
@@ -174,6 +201,13 @@ class _Formatter(logging.Formatter):
         )
         self._template: dict[str, Any] | None = None
         self._static: dict[str, Any] = {}
+        #: The text after the message (fields-free), when a line is a prefix, the message and this:
+        #: the prefix is then made once per millisecond and level (see ``line()``).
+        self._tail: str | None = _tail(self._style) if found is not None else None
+        self._prefix: tuple[Any, str, str] = ((), "", "")
+        #: Where the milliseconds are in that text, when they are in ``asctime`` alone and it comes
+        #: first: the text is then made once a second and level, the milliseconds put in per line.
+        self._msecs_at = _msecs_at(self._style) if self._tail is not None else None
 
     def format(self, record: logging.LogRecord) -> str:
         plain = type(self._style) is logging.PercentStyle
@@ -198,7 +232,47 @@ class _Formatter(logging.Formatter):
     def line(self, level: int, message: str, records: _Records, moment: Moment | None = None) -> str:
         """What ``format()`` makes of the access log's record (at ``level``, for ``message``, as
         ``records`` would make it), the fields worked out as the record's; as at ``moment`` when
-        given (see ``moment()``), else now."""
+        given (see ``moment()``), else now.
+
+        For a format whose fields before the message change only with the millisecond and the
+        level (the default's), the text before the message is made once per both."""
+        tail = self._tail
+        if tail is None:
+            return self._line(level, message, records, moment)
+        now: Any
+        second: float
+        if moment is not None:
+            now = moment[0]
+            _, second, msecs, _ = _times(now)
+        elif _NS_CLOCK or (now := time.time()) < 0:
+            now = time.time_ns() if _NS_CLOCK else now
+            _, second, msecs, _ = _times(now)
+        else:  # _times(), inline: for times >= 0 floor is int()
+            second = now // 1
+            msecs = (now - second) * 1000 // 1
+        template = records.template() if self._from_template else None
+        at, msec_format = self._msecs_at, self.default_msec_format
+        if at is not None and msec_format == "%s,%03d":
+            key: tuple[Any, ...] = (second, level, self.converter, msec_format, template)
+            found = self._prefix  # read once: threads
+            if found[0] == key:
+                return f"{found[1]}{int(msecs):03d}{found[2]}{message}{tail}"
+            text = self._line(level, "", records, (now, None, None))
+            stamp = time.strftime(self.default_time_format, self.converter(second))
+            end = at + len(stamp) + 1  # the text up to the second, then ","
+            if text[at:end] == f"{stamp},":  # else a line of its own (a converter that changed meanwhile)
+                self._prefix = (key, text[:end], text[end + 3 : len(text) - len(tail)])
+            return f"{text[: len(text) - len(tail)]}{message}{tail}"
+        key = (second, msecs, level, self.converter, msec_format, template)
+        found = self._prefix
+        if found[0] != key:
+            text = self._line(level, "", records, (now, None, None))
+            found = (key, text[: len(text) - len(tail)], "")
+            self._prefix = found
+        return f"{found[1]}{message}{tail}"
+
+    def _line(self, level: int, message: str, records: _Records, moment: Moment | None = None) -> str:
+        """``line()``, every field worked out."""
         levelname = logging._levelToName.get(level) or logging.getLevelName(level)
         values = {"message": message, "msg": message, "levelno": level, "levelname": levelname}
         if self._from_template:

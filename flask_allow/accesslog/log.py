@@ -22,7 +22,8 @@ from flask import Flask
 from .. import config as keys
 from ..decision import Decision
 from ..errors import ConfigError
-from .file import _FileHandler
+from . import watch
+from .file import ERRORS, _FileHandler
 from .formatter import Moment, _Formatter, _Records, logger
 from .line import escape, format_line, url_of
 from .queue import LineQueue
@@ -32,7 +33,7 @@ logger.addHandler(logging.NullHandler())
 __all__ = ["AccessLog", "escape", "format_line", "url_of"]
 
 
-class _Queued(logging.Handler):
+class _Queued(watch.Watched, logging.Handler):
     """The handler on ``flask.allow`` with ``"queue": true``: hands records to the writer thread."""
 
     def __init__(self, queue: LineQueue) -> None:
@@ -88,6 +89,9 @@ class AccessLog:
         self.value: Any = value
         #: With no rules at all, lines are INFO (as 2.0.x), not "no rule matched" warnings.
         self.no_rules = False
+        #: What ``_direct()`` last worked out: in which ``watch.generation``, with which record
+        #: factory and ``Logger`` methods, and its answer for each level.
+        self._known: tuple[Any, ...] = (-1, None, None, None, {})
 
     @staticmethod
     def options(value: Any) -> dict[str, Any]:
@@ -119,12 +123,13 @@ class AccessLog:
             raise ConfigError("'formatter' must be a logging format string", keys.ACCESS_LOG, value)
         if not isinstance(options["queue"], bool):
             raise ConfigError("'queue' must be True or False", keys.ACCESS_LOG, value)
-        try:
-            "".encode(options["encoding"])  # LookupError for unknown and bytes-to-bytes codecs (base64)
-        except (LookupError, TypeError):
+        if not _writes_any_text(options["encoding"]):
             raise ConfigError(
-                f"'encoding' {options['encoding']!r} is not a known text encoding", keys.ACCESS_LOG, value
-            ) from None
+                f"'encoding' {options['encoding']!r} is not a text encoding that can write every line"
+                f" ({ERRORS!r} escaping what it cannot hold)",
+                keys.ACCESS_LOG,
+                value,
+            )
         try:
             logging.Formatter(options["formatter"]).format(
                 logging.LogRecord("flask.allow", logging.INFO, __file__, 0, "check", None, None)
@@ -170,30 +175,25 @@ class AccessLog:
             # what it needs is read now: the request, the clock, the thread
             queued.put(functools.partial(self._later, level, decision, decision.client.request, self._moment()))
             return
-        self._write_directly(level, format_line(decision))
-
-    def _later(self, level: int, decision: Decision, request: Any, moment: Moment) -> str:
-        """A queued line, formatted in the writer thread as it would have been in the request
-        (the reason of a static rule or the default does not change; a DNS rule's is not queued)."""
-        return self._formatter.line(level, format_line(decision, request), self._records, moment)
-
-    def _write_directly(self, level: int, message: str) -> None:
-        """Write the line as the file handler would write the record, without making the record
-        (once ``_direct()`` said the record would reach that handler and no one else)."""
-        handler, formatter, queued = self.file_handler, self._formatter, self.queue
-        lock = handler.lock
-        assert lock is not None  # checked by _direct()
+        # as the file handler would write the record, without making the record
+        message = format_line(decision)
+        handler = self.file_handler
         try:
-            text = formatter.line(level, message, self._records)
+            text = self._formatter.line(level, message, self._records)
             if queued is not None:
                 queued.put(text)
                 return
-            with lock:
+            with handler.lock:  # type: ignore[union-attr]  # checked by _direct()
                 handler.put(text)  # type: ignore[attr-defined]
         except RecursionError:
             raise
         except Exception:
             handler.handleError(self._records.make(level, message))
+
+    def _later(self, level: int, decision: Decision, request: Any, moment: Moment) -> str:
+        """A queued line, formatted in the writer thread as it would have been in the request
+        (the reason of a static rule or the default does not change; a DNS rule's is not queued)."""
+        return self._formatter.line(level, format_line(decision, request), self._records, moment)
 
     def _direct(self, level: int) -> bool:
         """Whether a line at ``level`` may skip the record: it would reach this app's handler alone.
@@ -201,8 +201,35 @@ class AccessLog:
         Making the record, the logger's and the handler's calls and the formatter cost more than
         the rest of a line together. Whoever else could see the record (a handler on
         ``flask.allow`` or on a logger it propagates to, a filter, a record factory, a patched
-        ``Logger.callHandlers``) gets it as before: that is checked on every line.
+        ``Logger.callHandlers``) gets it as before. What is ours to watch (the ``flask.allow``
+        logger, this app's handlers: see ``watch``) is looked at again only when it changed; the
+        record factory, ``Logger``'s methods and the loggers above on every line.
         """
+        generation = watch.generation  # read first: a change while the answer is worked out is seen next time
+        known = self._known
+        if (
+            known[0] != generation
+            or known[1] is not logging._logRecordFactory  # type: ignore[attr-defined]  # getLogRecordFactory()
+            or known[2] is not logging.Logger.callHandlers
+            or known[3] is not logging.Logger.handle
+        ):
+            factory = logging._logRecordFactory  # type: ignore[attr-defined]
+            known = (generation, factory, logging.Logger.callHandlers, logging.Logger.handle, {})
+            self._known = known
+        answers = known[4]
+        answer = answers.get(level)
+        if answer is None:
+            answers[level] = answer = self._direct_now(level)
+        if answer and logger.propagate:  # the loggers above are not ours to watch (as Logger.callHandlers walks up)
+            found: Any = logger
+            while found.propagate and found.parent is not None:
+                found = found.parent
+                if found.handlers:
+                    return False
+        return answer
+
+    def _direct_now(self, level: int) -> bool:
+        """``_direct()``, worked out."""
         handler = self.file_handler
         return not (
             self._formatter.direct is None
@@ -240,14 +267,20 @@ class AccessLog:
                 first = other.filters[0] if other.filters else None
                 if not isinstance(first, _OnlyApp) or first.owner is self.owner:  # another app's drops ours
                     return False
-        if not ours:
-            return False
-        found = logger
-        while found.propagate and found.parent is not None:  # as Logger.callHandlers walks up
-            found = found.parent
-            if found.handlers:
-                return False
-        return True
+        return ours  # the loggers above: see _direct()
+
+
+_PROBE = 'A line - \\ " \xe9\u20ac\U0001f4a9\n'
+
+
+def _writes_any_text(encoding: Any) -> bool:
+    """Whether ``encoding`` is a text encoding that writes any line, escaping what it cannot hold
+    (not an unknown name, a bytes-to-bytes codec such as base64, or one like idna that cannot escape)."""
+    try:
+        data = _PROBE.encode(encoding, ERRORS)
+        return data.decode(encoding).encode("ascii", ERRORS) == _PROBE.encode("ascii", ERRORS)
+    except (LookupError, TypeError, ValueError):  # UnicodeError is a ValueError
+        return False
 
 
 def _standard(name: str) -> Any:
@@ -258,7 +291,8 @@ def _standard(name: str) -> Any:
 
 
 _HANDLE, _CALL_HANDLERS = _standard("handle"), _standard("callHandlers")
-_PLAIN_LOGGER = type(logger) is logging.Logger  # not a subclass (``logging.setLoggerClass``)
+watch.watch_logger(logger)
+_PLAIN_LOGGER = type(logger) is watch.WatchedLogger  # not someone else's subclass (``logging.setLoggerClass``)
 
 
 def _stop_at_exit(ref: weakref.ref[AccessLog]) -> None:
