@@ -9,6 +9,7 @@ registered on the registry ``ALLOW_METRICS_REGISTRY`` names (see README.md).
 from __future__ import annotations
 
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, request
@@ -79,6 +80,25 @@ def flask_allow_rules_changed(app: Flask, state: AppState) -> None:
     metrics.rules_changed(rules, lists, state.engine.default_allow, state.settings.report_only)
     _serve(app, metrics, settings.path)
     app.extensions[EXTENSION_KEY] = metrics
+    if any(rule.type == "banned" for rule in rules):  # bans in use (their service may start after this hook)
+        _count_bans(app, metrics)
+
+
+def _count_bans(app: Flask, metrics: AppMetrics) -> None:
+    """Keep ``flask_allow_bans`` current: read at each scrape in one process, set at each scrape
+    of the metrics route and at each rebuild in multiprocess mode (where a value must be written)."""
+    gauge = metrics.families.bans()
+    app_ref = weakref.ref(app)
+
+    def active() -> float:
+        found = app_ref()
+        state = None if found is None else found.extensions.get("flask_allow")
+        return float(getattr(state, "active_bans", 0) or 0)
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        gauge.set(active())
+    else:
+        gauge.set_function(active)
 
 
 def _serve(app: Flask, metrics: AppMetrics, path: str | None) -> None:
@@ -122,5 +142,8 @@ def metrics_view() -> Response:
     metrics: AppMetrics | None = current_app.extensions.get(EXTENSION_KEY)
     if metrics is None or metrics.path is None:  # the plugin was turned off by a reload
         return Response("metrics are not served\n", status=404, mimetype="text/plain")
+    state = current_app.extensions.get("flask_allow")
+    if metrics.families.counts_bans and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics.families.bans().set(float(getattr(state, "active_bans", 0) or 0))
     encoder, content_type = exposition.choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(exposed(metrics)), headers={"Content-Type": content_type})

@@ -67,6 +67,25 @@ class Families:
         )
         for kind in KNOWN_ERRORS:
             self.errors.labels(kind)
+        self.registry = registry
+        self._bans: Gauge | None = None
+
+    @property
+    def counts_bans(self) -> bool:
+        """Whether some app on this registry has bans in use."""
+        return self._bans is not None
+
+    def bans(self) -> Gauge:
+        """``flask_allow_bans``, made when an app with bans first needs it (apps without bans show none)."""
+        with _lock:
+            if self._bans is None:
+                self._bans = Gauge(
+                    "flask_allow_bans",
+                    "Bans in force, in the copy of the bans each process searches.",
+                    registry=self.registry,
+                    multiprocess_mode="mostrecent",
+                )
+            return self._bans
 
 
 def families_for(registry: CollectorRegistry) -> Families:

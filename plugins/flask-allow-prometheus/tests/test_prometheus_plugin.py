@@ -332,3 +332,16 @@ def test_a_reload_that_turns_the_metrics_off(apps: list[Flask]) -> None:
     app.extensions["flask_allow"].extension.reload(app)
     assert EXTENSION_KEY not in app.extensions
     assert get(app, "127.0.0.1", "/metrics").status_code == 404
+
+
+def test_bans_in_force_are_a_gauge_where_bans_are_in_use(apps: list[Flask]) -> None:
+    app = make(apps, {"ALLOW_METRICS_PATH": "/metrics", "ALLOW_BANS": True, "ALLOW_BAN_STORE": "memory"})
+    allow = app.extensions["flask_allow"].extension
+    assert value(scrape(app), "flask_allow_bans") == 0
+    allow.ban("192.0.2.7", reason="tests")
+    allow.ban("2001:db8::/64")
+    assert value(scrape(app), "flask_allow_bans") == 2
+    allow.unban("192.0.2.7")
+    assert value(scrape(app), "flask_allow_bans") == 1
+    plain = make(apps, {"ALLOW_METRICS_PATH": "/metrics"})
+    assert value(scrape(plain), "flask_allow_bans") is None  # no bans in use: no such series
