@@ -40,14 +40,15 @@ class Restriction:
 
     __slots__ = ("default_allow", "label", "mark", "rules")
 
-    def __init__(self, rules: list[Any], default_allow: bool, mark: Mark) -> None:
+    def __init__(self, rules: list[Any], default_allow: bool, label: str) -> None:
         self.rules = rules
         self.default_allow = default_allow
-        #: The mark of the target it was applied to.
-        self.mark = mark
         #: The target's own label (``view:module.name``, ``blueprint:name``); each app names it
         #: for its endpoint where it has one (``RouteTable.label``).
-        self.label = mark.label
+        self.label = label
+        #: The mark of the target it was applied to (a mark of its own until its rules compiled
+        #: for every app guarded then).
+        self.mark = Mark(label)
 
     def __repr__(self) -> str:
         return f"<Restriction {self.label} default {'allow' if self.default_allow else 'deny'}>"
@@ -148,17 +149,6 @@ class RouteMarks:
             mark = marks[self] = Mark(label)
         return mark
 
-    def _unmark(self, owner: Any, mark: Mark) -> None:
-        """Take back a mark that says nothing (its first restriction failed to compile)."""
-        if mark.exempt or mark.restrictions:
-            return
-        if inspect.ismethod(owner):
-            self.bound.pop(owner, None)
-            return
-        marks = marks_on(owner)
-        if marks is not None and marks.get(self) is mark:
-            del marks[self]
-
     def exempt(self, target: T) -> T:
         """Skip the global rules (and enclosing blueprints' restrictions) for ``target``."""
         owner, label = target_of(target)
@@ -182,20 +172,18 @@ class RouteMarks:
 
         def decorator(target: T) -> T:
             owner, label = target_of(target)
-            mark = self._mark(owner, label)  # before compiling: each app names the rules for its endpoint
-            restriction = Restriction(frozen, default_allow, mark)
+            restriction = Restriction(frozen, default_allow, label)
             tables = self._tables()
             compiled: list[tuple[RouteTable, Engine]] = []
-            try:
+            try:  # named for the object here; each app names it for its endpoint once it has one
                 for table in tables:
-                    table.changed()
-                    compiled.append((table, table.compile(restriction)))
+                    compiled.append((table, table.compile(restriction, label)))
             except BaseException:
                 for _, engine in compiled:
                     engine.close()
-                self._unmark(owner, mark)
                 raise
-            mark.restrictions.append(restriction)
+            restriction.mark = self._mark(owner, label)
+            restriction.mark.restrictions.append(restriction)
             self.restrictions.append(restriction)
             self.count += 1
             for table, engine in compiled:
@@ -236,9 +224,10 @@ class RouteTable:
         self._names: dict[Mark, list[str]] = {}
         self._named: tuple[int, int, int] | None = None  # what the names were found for
         self.active = bool(marks.count)
+        self.name_routes()
         try:
             for restriction in list(marks.restrictions):
-                self._engines[restriction] = self.compile(restriction)
+                self._engines[restriction] = self.compile(restriction, self.label(restriction.mark))
         except BaseException:
             self.close()
             raise
@@ -287,10 +276,8 @@ class RouteTable:
             engine.rename(self.label(restriction.mark))
         self._chains = {}
 
-    def compile(self, restriction: Restriction) -> Engine:
-        """Compile one restriction with this app's rule types (raises ``ConfigError``)."""
-        self.name_routes()
-        label = self.label(restriction.mark)
+    def compile(self, restriction: Restriction, label: str) -> Engine:
+        """Compile one restriction, named ``label``, with this app's rule types (raises ``ConfigError``)."""
         engine = self.state.make_engine(restriction.rules, label, scope=label, default_allow=restriction.default_allow)
         if engine.lints and self.state.settings.lints_fatal:
             engine.close()
@@ -366,7 +353,7 @@ class RouteTable:
         engine = self._engines.get(restriction)
         if engine is None:  # registered while this app was being set up: compile it now
             try:
-                engine = self._engines[restriction] = self.compile(restriction)
+                engine = self._engines[restriction] = self.compile(restriction, self.label(restriction.mark))
             except ConfigError as exc:
                 self.state.app.logger.error("flask_allow: %s (requests to it are denied)", exc)
                 engine = Engine([], default_allow=False, scope=self.label(restriction.mark))

@@ -674,7 +674,7 @@ def test_a_mark_found_at_several_endpoints_keeps_its_own_label(new: Any) -> None
     assert decision.scope == f"view:{__name__}.{Base.__qualname__}"
 
 
-def test_rules_compiled_after_the_route_name_its_endpoint_in_errors(new: Any) -> None:
+def test_rules_compiled_by_init_app_name_the_endpoint_in_errors(new: Any) -> None:
     app = new()
 
     def ops() -> str:
@@ -692,7 +692,7 @@ def test_rules_compiled_after_the_route_name_its_endpoint_in_errors(new: Any) ->
     guarded.add_url_rule("/ops", view_func=ops)
     with pytest.raises(ConfigError) as info:
         other.restrict([{"ALLOW": "10.0.0.300"}])(ops)
-    assert [e.location for e in info.value.errors] == ["view:ops[0].ALLOW"]
+    assert [e.location for e in info.value.errors] == [f"view:{__name__}.{ops.__qualname__}[0].ALLOW"]  # where applied
     assert status(guarded, OUTSIDE, "/ops") == 200  # nothing half-applied: the view is not marked
     assert other.route_marks not in getattr(ops, MARKS_ATTR)
 
