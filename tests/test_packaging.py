@@ -1,4 +1,4 @@
-"""The release: the sdist holds what its tests need, the wheel the package, both the licence."""
+"""The release: the sdist holds what its tests need and, installed, passes them; the wheel the package."""
 
 from __future__ import annotations
 
@@ -90,6 +90,23 @@ def test_wheel_holds_the_package_and_the_licence(tmp_path: Path) -> None:
     assert "[flask.commands]" in entry_points and "allow = flask_allow.cli:cli" in entry_points
 
 
+def outside_environ() -> dict[str, str]:
+    """This environment without what points at the checkout; the published lists as found here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "PYTHON", "PIP_"))}
+    env["FLASK_ALLOW_BLOCKLISTS"] = str(BLOCKLISTS)  # present or not, the sdist's tests see what these do
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def outside(python: Path, *args: str, cwd: Path) -> str:
+    """Run ``python ARGS`` in ``cwd`` with ``outside_environ()``; its output (failing shows it)."""
+    done = subprocess.run(
+        [str(python), *args], cwd=cwd, env=outside_environ(), capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
+    return done.stdout
+
+
 def installed_venv(where: Path, source: Path) -> Path:
     """A venv at ``where`` seeing this interpreter's packages, with ``source`` pip-installed offline.
 
@@ -97,36 +114,16 @@ def installed_venv(where: Path, source: Path) -> Path:
     a ``.pth`` file adds that venv's site directories too (as plain paths: its editable install of
     this checkout stays out). Nothing is downloaded: no index, no build isolation, no dependencies.
     """
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(where)], check=True)
+    outside(Path(sys.executable), "-m", "venv", "--system-site-packages", "--without-pip", str(where), cwd=where.parent)
     python = where / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     if sys.prefix != sys.base_prefix:
-        purelib = subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        purelib = outside(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=where).strip()
         ours = dict.fromkeys([*site.getsitepackages(), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
         Path(purelib, "_outer_site.pth").write_text("".join(f"{d}\n" for d in ours), encoding="utf-8")
-    done = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation", "--no-deps", str(source)],
-        cwd=where,
-        env=outside_environ(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    outside(
+        python, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation", "--no-deps", str(source), cwd=where
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return python
-
-
-def outside_environ() -> dict[str, str]:
-    """This environment without what points at the checkout; the published lists as found here."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "PYTHON", "PIP_"))}
-    env["FLASK_ALLOW_BLOCKLISTS"] = str(BLOCKLISTS)  # present or not, the sdist's tests see what these do
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    return env
 
 
 def test_the_installed_sdist_passes_its_own_tests(tmp_path: Path) -> None:
@@ -137,26 +134,11 @@ def test_the_installed_sdist_passes_its_own_tests(tmp_path: Path) -> None:
         archive.extractall(tmp_path / "unpacked", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     unpacked = tmp_path / "unpacked" / top
     python = installed_venv(tmp_path / "venv", unpacked)
-    where = subprocess.run(
-        [python, "-c", "import flask_allow; print(flask_allow.__file__)"],
-        cwd=tmp_path,
-        env=outside_environ(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert Path(where).is_relative_to(tmp_path / "venv"), where  # the installed copy, not a checkout
+    where = Path(outside(python, "-c", "import flask_allow; print(flask_allow.__file__)", cwd=tmp_path).strip())
+    assert where.resolve().is_relative_to((tmp_path / "venv").resolve()), where  # the installed copy
     # A few fast modules: the rules, the configuration, and the C search (in this process and in a
     # `flask allow` child, which must import the installed copy, built, not the unpacked sources).
+    # Run from outside the unpacked folder, as `pytest` in it would: its flask_allow/ must not shadow the install.
     tests = [str(unpacked / "tests" / f"test_{name}.py") for name in ("rules", "config", "clookup")]
-    done = subprocess.run(  # run from outside the unpacked folder: its flask_allow/ must not shadow the install
-        [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-        cwd=tmp_path,
-        env=outside_environ(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
-    assert " passed" in done.stdout and " failed" not in done.stdout, done.stdout[-3000:]
+    ran = outside(python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests, cwd=tmp_path)
+    assert " passed" in ran and " failed" not in ran, ran[-3000:]
