@@ -323,11 +323,11 @@ def rules_command() -> None:
     marks = routes.marks
     if marks.count:
         click.echo("Route rules (after the global rules allowed):")
-        for label in marks.exempt_labels:
+        for label in routes.exempt_labels():
             click.echo(f"  {label}: exempt (the global rules are skipped)")
-        for restriction, route_engine in routes.engines.items():
+        for route_engine in routes.engines.values():
             default = "allow" if route_engine.default_allow else "deny"
-            click.echo(f"  {restriction.label}: default {default}")
+            click.echo(f"  {route_engine.scope}: default {default}")
             if route_engine.rules:
                 _table(_rule_rows(route_engine.rules), indent="    ")
         endpoints = []

@@ -444,6 +444,29 @@ class Engine:
         self._denials.protect(spans, whose, RANK_PROXY)
         self.lints = self._lints + self._denials.lints()
 
+    def rename(self, scope: str) -> None:
+        """Name this list ``scope`` from now on, in its reasons, rule locations and lints.
+
+        A route's rules are compiled when ``restrict`` is applied, often before the app knows the
+        route's endpoint; they take the endpoint's name once it does, without being rebuilt.
+        """
+        old = self.scope
+        if old is None or old == scope:
+            return
+        for rule in self.rules:
+            was = rule.location
+            if not was.startswith(old):
+                continue
+            rule.location = scope + was[len(old) :]
+            context = getattr(rule.matcher, "context", None)
+            if isinstance(context, MatcherContext) and context.location == was:
+                context.location = rule.location
+            if getattr(rule.matcher, "location", None) == was:  # a matcher's copy (host names)
+                rule.matcher.location = rule.location  # type: ignore[attr-defined]
+        self._lints = [lint.replace(f"{old}[", f"{scope}[") for lint in self._lints]
+        self.scope = scope
+        self.lints = self._lints + self._denials.lints()
+
     def invalidate(self) -> None:
         """Drop every cached decision (a dynamic matcher's answers changed).
 

@@ -4,7 +4,8 @@ Marks are attributes on the objects themselves (view function, view class, bluep
 request time through ``app.view_functions[request.endpoint]`` and ``app.blueprints``, so the order
 of ``@allow.exempt`` and ``@app.route`` does not matter and nothing is wrapped. Each app compiles
 every restriction once (``init_app``, ``reload()``, or at registration on an app already guarded)
-and caches, per endpoint, the rule lists that apply.
+and caches, per endpoint, the rule lists that apply. A restriction is named in reasons and logs for
+the endpoint it guards (``view:intranet.ops``) once the app has one, else for the object itself.
 """
 
 from __future__ import annotations
@@ -37,13 +38,17 @@ GLOBAL = "ADDRESS_RESTRICTION"
 class Restriction:
     """One ``restrict(rules, default)`` as applied to one target, compiled by each app."""
 
-    __slots__ = ("default_allow", "label", "rules")
+    __slots__ = ("default_allow", "label", "mark", "rules")
 
     def __init__(self, rules: list[Any], default_allow: bool, label: str) -> None:
         self.rules = rules
         self.default_allow = default_allow
-        #: ``view:module.name``, ``view:module.Class`` or ``blueprint:name``; also where its rules stand.
+        #: The target's own label (``view:module.name``, ``blueprint:name``); each app names it
+        #: for its endpoint where it has one (``RouteTable.label``).
         self.label = label
+        #: The mark of the target it was applied to (a mark of its own until its rules compiled
+        #: for every app guarded then).
+        self.mark = Mark(label)
 
     def __repr__(self) -> str:
         return f"<Restriction {self.label} default {'allow' if self.default_allow else 'deny'}>"
@@ -55,6 +60,7 @@ class Mark:
     __slots__ = ("exempt", "label", "restrictions")
 
     def __init__(self, label: str) -> None:
+        #: The target's own label: ``view:module.name``, ``view:module.Class`` or ``blueprint:name``.
         self.label = label
         self.exempt = False
         self.restrictions: list[Restriction] = []
@@ -82,6 +88,14 @@ def target_of(target: Any) -> tuple[Any, str]:
     )
 
 
+def view_owners(view: Any) -> list[Any]:
+    """What may carry marks for a view, outside in: its view class and bases (bases first), itself."""
+    view_class = getattr(view, "view_class", None)
+    owners = list(reversed(view_class.__mro__)) if isinstance(view_class, type) else []
+    owners.append(view)
+    return owners
+
+
 def marks_on(owner: Any) -> dict[RouteMarks, Mark] | None:
     """The marks an object carries itself (a class's own, not its bases')."""
     if isinstance(owner, type):
@@ -107,8 +121,8 @@ class RouteMarks:
     def __init__(self) -> None:
         #: Every restriction, in registration order (each app compiles all of them).
         self.restrictions: list[Restriction] = []
-        #: Labels of the exempt targets, in registration order (``flask allow rules``).
-        self.exempt_labels: list[str] = []
+        #: The marks of the exempt targets, in registration order (``flask allow rules``).
+        self.exempted: list[Mark] = []
         self.count = 0
         self.apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         #: Marks of bound methods, which cannot carry an attribute.
@@ -141,7 +155,7 @@ class RouteMarks:
         mark = self._mark(owner, label)
         if not mark.exempt:
             mark.exempt = True
-            self.exempt_labels.append(label)
+            self.exempted.append(mark)
             self.count += 1
             for table in self._tables():
                 table.changed()
@@ -161,14 +175,15 @@ class RouteMarks:
             restriction = Restriction(frozen, default_allow, label)
             tables = self._tables()
             compiled: list[tuple[RouteTable, Engine]] = []
-            try:
+            try:  # named for the object here; each app names it for its endpoint once it has one
                 for table in tables:
-                    compiled.append((table, table.compile(restriction)))
+                    compiled.append((table, table.compile(restriction, label)))
             except BaseException:
                 for _, engine in compiled:
                     engine.close()
                 raise
-            self._mark(owner, label).restrictions.append(restriction)
+            restriction.mark = self._mark(owner, label)
+            restriction.mark.restrictions.append(restriction)
             self.restrictions.append(restriction)
             self.count += 1
             for table, engine in compiled:
@@ -203,22 +218,67 @@ class RouteTable:
         self._views = app.view_functions
         self._blueprints = app.blueprints
         self.engine = state.engine
-        #: Each restriction's compiled rules.
-        self.engines: dict[Restriction, Engine] = {}
+        self._engines: dict[Restriction, Engine] = {}
         self._chains: dict[str | None, Chain] = {}
+        #: Where each mark is found in this app: its view's endpoints, or its blueprint's names.
+        self._names: dict[Mark, list[str]] = {}
+        self._named: tuple[int, int, int] | None = None  # what the names were found for
         self.active = bool(marks.count)
+        self.name_routes()
         try:
             for restriction in list(marks.restrictions):
-                self.engines[restriction] = self.compile(restriction)
+                self._engines[restriction] = self.compile(restriction, self.label(restriction.mark))
         except BaseException:
             self.close()
             raise
 
-    def compile(self, restriction: Restriction) -> Engine:
-        """Compile one restriction with this app's rule types (raises ``ConfigError``)."""
-        engine = self.state.make_engine(
-            restriction.rules, restriction.label, scope=restriction.label, default_allow=restriction.default_allow
-        )
+    @property
+    def engines(self) -> dict[Restriction, Engine]:
+        """Each restriction's compiled rules, named for the endpoints the app has now."""
+        self.name_routes()
+        return self._engines
+
+    def label(self, mark: Mark) -> str:
+        """How this app names a mark: ``view:ENDPOINT`` or ``blueprint:NAME`` when it is found
+        at exactly one, else the target's own label (``view:module.name``)."""
+        names = self._names.get(mark, ())
+        if len(names) != 1:
+            return mark.label
+        return f"{mark.label.partition(':')[0]}:{names[0]}"
+
+    def exempt_labels(self) -> list[str]:
+        """The exempt targets, in registration order, as this app names them."""
+        self.name_routes()
+        return [self.label(mark) for mark in self.marks.exempted]
+
+    def name_routes(self) -> None:
+        """Find where each mark is (endpoints, blueprint names) and name the compiled rules after it.
+
+        Done again only when the app's views, blueprints or the marks changed: views are added
+        before the first request, so on the request path this is one comparison.
+        """
+        seen = (len(self._views), len(self._blueprints), self.marks.count)
+        if seen == self._named:
+            return
+        names: dict[Mark, list[str]] = {}
+        for name, blueprint in self._blueprints.items():
+            mark = self._mark_of(blueprint)
+            if mark is not None:
+                names.setdefault(mark, []).append(name)
+        for endpoint, view in self._views.items():
+            for owner in view_owners(view):
+                mark = self._mark_of(owner)
+                if mark is not None:
+                    names.setdefault(mark, []).append(endpoint)
+        self._names = names
+        self._named = seen
+        for restriction, engine in self._engines.items():
+            engine.rename(self.label(restriction.mark))
+        self._chains = {}
+
+    def compile(self, restriction: Restriction, label: str) -> Engine:
+        """Compile one restriction, named ``label``, with this app's rule types (raises ``ConfigError``)."""
+        engine = self.state.make_engine(restriction.rules, label, scope=label, default_allow=restriction.default_allow)
         if engine.lints and self.state.settings.lints_fatal:
             engine.close()
             raise combine(fatal_lints(engine.lints))
@@ -228,16 +288,17 @@ class RouteTable:
 
     def add(self, restriction: Restriction, engine: Engine) -> None:
         """Take a restriction registered after this app was guarded."""
-        self.engines[restriction] = engine
+        self._engines[restriction] = engine
         self.changed()
 
     def changed(self) -> None:
-        """Marks changed: forget the cached chains."""
+        """Marks changed: forget the cached chains and names."""
         self.active = bool(self.marks.count)
         self._chains = {}
+        self._named = None
 
     def close(self) -> None:
-        for engine in self.engines.values():
+        for engine in self._engines.values():
             engine.close()
 
     def chain(self, endpoint: str | None) -> Chain:
@@ -245,19 +306,23 @@ class RouteTable:
         view = self._views.get(endpoint) if endpoint is not None else None
         chain = self._chains.get(endpoint)
         if chain is None or chain.view is not view:
+            self.name_routes()
             chain = self._chains[endpoint] = self._resolve(endpoint, view)
         return chain
+
+    def _mark_of(self, owner: Any) -> Mark | None:
+        """This extension's mark on ``owner`` (a blueprint, view class or view), or None."""
+        if inspect.ismethod(owner):
+            return self.marks.bound.get(owner)
+        marks = marks_on(owner) if owner is not None else None
+        return marks.get(self.marks) if marks else None
 
     def _resolve(self, endpoint: str | None, view: Any) -> Chain:
         found: list[Mark] = []
         seen: set[int] = set()
 
         def take(owner: Any) -> None:
-            if inspect.ismethod(owner):
-                mark = self.marks.bound.get(owner)
-            else:
-                marks = marks_on(owner) if owner is not None else None
-                mark = marks.get(self.marks) if marks else None
+            mark = self._mark_of(owner)
             if mark is not None and id(mark) not in seen:
                 seen.add(id(mark))
                 found.append(mark)
@@ -271,29 +336,27 @@ class RouteTable:
             for name in reversed(names):  # outermost first
                 take(self._blueprints.get(name))
         if view is not None:
-            view_class = getattr(view, "view_class", None)
-            if isinstance(view_class, type):
-                for cls in reversed(view_class.__mro__):  # base classes first
-                    take(cls)
-            take(view)
+            for owner in view_owners(view):
+                take(owner)
         engines: list[tuple[str, Engine]] = [(GLOBAL, self.engine)]
         exempt = None
         for mark in found:
             if mark.exempt:
                 engines = []
-                exempt = mark.label
+                exempt = self.label(mark)
             for restriction in mark.restrictions:
-                engines.append((restriction.label, self._engine(restriction)))
+                engine = self._engine(restriction)
+                engines.append((engine.scope or GLOBAL, engine))
         return Chain(view, tuple(engines), exempt)
 
     def _engine(self, restriction: Restriction) -> Engine:
-        engine = self.engines.get(restriction)
+        engine = self._engines.get(restriction)
         if engine is None:  # registered while this app was being set up: compile it now
             try:
-                engine = self.engines[restriction] = self.compile(restriction)
+                engine = self._engines[restriction] = self.compile(restriction, self.label(restriction.mark))
             except ConfigError as exc:
                 self.state.app.logger.error("flask_allow: %s (requests to it are denied)", exc)
-                engine = Engine([], default_allow=False, scope=restriction.label)
+                engine = Engine([], default_allow=False, scope=self.label(restriction.mark))
         return engine
 
     def decide(self, req: Request, client: Client) -> Decision:

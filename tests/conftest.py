@@ -17,17 +17,22 @@ import pytest
 from dns_server import DNSServer
 from flask import Flask
 
+import flask_allow
 from flask_allow import FlaskAllow
 from flask_allow.builtins import listfile
 from flask_allow.config import ACCESS_LOGGER_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Where the flask_allow under test was imported from: this checkout (an editable install), or the
+#: site-packages an unpacked sdist was installed into (with its C search built there).
+PACKAGE_ROOT = Path(flask_allow.__file__).resolve().parent.parent
 
 
 def checkout_environ() -> dict[str, str]:
     """The environment for a child process that imports this checkout (no ``FLASK_*`` of ours)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    roots = dict.fromkeys([str(PACKAGE_ROOT), str(REPO_ROOT)])  # the flask_allow under test comes first
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*roots, env.get("PYTHONPATH")]))
     return env
 
 

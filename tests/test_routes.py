@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,8 @@ from conftest import REPO_ROOT, close_app, lines
 from flask import Blueprint, Flask
 from flask.views import MethodView, View
 
-from flask_allow import ConfigError, Decision, FlaskAllow, hookimpl
+from flask_allow import ConfigError, Decision, FlaskAllow, Matcher, hookimpl
+from flask_allow.routes import MARKS_ATTR
 
 INSIDE = "10.1.2.3"
 OUTSIDE = "198.51.100.9"
@@ -130,7 +132,7 @@ def test_exempt_requests_are_logged_once_as_exempt(new: Any, tmp_path: Path) -> 
     assert status(app, BLOCKED, "/health") == 200
     (decision,) = recorder.decisions
     assert decision.exempt and not decision.enforced and decision.allowed
-    assert decision.scope == "view:test_routes.test_exempt_requests_are_logged_once_as_exempt.<locals>.health"
+    assert decision.scope == "view:health"  # the endpoint, not the function's qualified name
     (line,) = lines(log)
     assert " -    INFO - 192.0.2.66 allowed: exempt from the rules GET http://localhost/health" in line
 
@@ -200,7 +202,7 @@ def test_restrict_runs_after_the_global_rules(new: Any) -> None:
     assert recorder.decisions[-1].rule.location == "ADDRESS_RESTRICTION[0].DENY"
     assert status(app, OUTSIDE, "/admin") == 403
     decision = recorder.decisions[-1]
-    assert decision.scope and decision.scope.endswith(".admin") and decision.rule is None
+    assert decision.scope == "view:admin" and decision.rule is None
     assert decision.reason == f"denied by default of {decision.scope} (no rule matched)"
     assert len(recorder.decisions) == 2
 
@@ -537,6 +539,162 @@ def test_unknown_client_is_denied_on_restricted_routes_but_not_exempt_ones(new: 
     assert client.get("/health", **forged).status_code == 200
     assert client.get("/admin", **forged).status_code == 403
     assert client.get("/", **forged).status_code == 403
+
+
+# -- how route rules are named -------------------------------------------------------------
+
+
+class Where(Matcher):
+    """A dynamic rule type that matches nothing and records where its context says it stands."""
+
+    prefix = "where"
+    takes_value = False
+    seen: ClassVar[list[str]] = []
+
+    def matches(self, client: Any) -> bool:
+        self.seen.append(self.context.location)
+        return False
+
+
+class WherePlugin:
+    @hookimpl
+    def flask_allow_matchers(self) -> list[type[Matcher]]:
+        return [Where]
+
+
+def intranet_blueprint(allow: FlaskAllow) -> Blueprint:
+    """A blueprint factory: its views' qualified names hold ``<locals>``."""
+    bp = Blueprint("intranet", __name__)
+
+    @bp.route("/ops")
+    @allow.restrict([{"ALLOW": ["where:", "10.0.0.0/8", "10.1.0.0/16"]}])  # applied before the endpoint exists
+    def ops() -> str:
+        return "ops"
+
+    @bp.route("/ping")
+    @allow.exempt
+    def ping() -> str:
+        return "pong"
+
+    return bp
+
+
+def test_factory_routes_are_named_for_their_endpoint(new: Any, tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    app = new(ACCESS_LOG=str(log))
+    recorder = Recorder()
+    allow = FlaskAllow(plugins=[recorder, WherePlugin()])
+    allow.init_app(app)  # as a create_app() does: guarded first, blueprints registered after
+    app.register_blueprint(intranet_blueprint(allow))
+    Where.seen.clear()
+    assert status(app, OUTSIDE, "/ops") == 403
+    assert status(app, INSIDE, "/ops") == 200
+    assert status(app, BLOCKED, "/ping") == 200
+    denied, allowed, exempt = recorder.decisions
+    assert denied.scope == "view:intranet.ops"
+    assert denied.reason == "denied by default of view:intranet.ops (no rule matched)"
+    assert allowed.reason == "allowed by view:intranet.ops[0].ALLOW[1] '10.0.0.0/8'"
+    assert exempt.scope == "view:intranet.ping"
+    assert Where.seen == ["view:intranet.ops[0].ALLOW[0]"] * 2  # the rule's own messages name it too
+    assert "198.51.100.9 denied by default of view:intranet.ops (no rule matched) GET" in lines(log)[0]
+    assert "<locals>" not in log.read_text(encoding="utf-8")
+    lint = "view:intranet.ops[0].ALLOW[2] '10.1.0.0/16' can never match: earlier rules cover all of it"
+    assert lint in app.extensions["flask_allow"].lints()
+
+    listed = app.test_cli_runner().invoke(args=["allow", "rules"])
+    assert listed.exit_code == 0, listed.output
+    assert "view:intranet.ops: default deny" in listed.output
+    assert "view:intranet.ping: exempt" in listed.output
+    assert "view:intranet.ops[0].ALLOW[1]" in listed.output
+    assert f"- {lint}" in listed.output
+    assert "<locals>" not in listed.output
+    checked = app.test_cli_runner().invoke(args=["allow", "check", "--path", "/ops", OUTSIDE, "--json"])
+    assert json.loads(checked.output)["rule_lists"] == ["ADDRESS_RESTRICTION", "view:intranet.ops"]
+
+    allow.reload(app)  # compiled again, now with the endpoint known
+    recorder.decisions.clear()
+    assert status(app, OUTSIDE, "/ops") == 403
+    assert recorder.decisions[0].reason == "denied by default of view:intranet.ops (no rule matched)"
+
+
+def test_each_app_names_a_shared_view_for_its_own_endpoint(new: Any) -> None:
+    recorder = Recorder()
+    allow = FlaskAllow(plugins=[recorder])
+
+    @allow.restrict([{"ALLOW": "10.0.0.0/8"}])
+    def admin() -> str:
+        return "admin"
+
+    first, second = new(), new()
+    first.add_url_rule("/admin", "alpha", admin)
+    allow.init_app(first)  # the endpoint exists: compiled with its name
+    allow.init_app(second)
+    second.add_url_rule("/admin", "beta", admin)
+    assert status(first, OUTSIDE, "/admin") == 403
+    assert status(second, OUTSIDE, "/admin") == 403
+    assert [d.scope for d in recorder.decisions] == ["view:alpha", "view:beta"]
+
+
+def test_blueprints_are_named_as_registered(new: Any) -> None:
+    app = new()
+    recorder = Recorder()
+    allow = FlaskAllow(app, plugins=[recorder])
+    parent, child = Blueprint("parent", __name__), Blueprint("child", __name__)
+    child.add_url_rule("/x", "x", lambda: "x")
+    allow.restrict([{"ALLOW": "10.0.0.0/8"}])(child)
+    parent.register_blueprint(child, url_prefix="/child")
+    app.register_blueprint(parent, url_prefix="/parent")
+    twice = Blueprint("twice", __name__)
+    twice.add_url_rule("/y", "y", lambda: "y")
+    allow.restrict([{"ALLOW": "10.0.0.0/8"}])(twice)
+    app.register_blueprint(twice, url_prefix="/one")
+    app.register_blueprint(twice, url_prefix="/two", name="two")
+    assert status(app, OUTSIDE, "/parent/child/x") == 403
+    assert status(app, OUTSIDE, "/two/y") == 403
+    assert [d.scope for d in recorder.decisions] == ["blueprint:parent.child", "blueprint:twice"]
+
+
+def test_a_mark_found_at_several_endpoints_keeps_its_own_label(new: Any) -> None:
+    app = new()
+    recorder = Recorder()
+    allow = FlaskAllow(app, plugins=[recorder])
+
+    @allow.restrict([{"ALLOW": "10.0.0.0/8"}])
+    class Base(View):
+        def dispatch_request(self) -> str:
+            return "x"
+
+    class One(Base):
+        pass
+
+    app.add_url_rule("/one", view_func=One.as_view("one"))
+    app.add_url_rule("/two", view_func=Base.as_view("two"))
+    assert status(app, OUTSIDE, "/one") == 403
+    (decision,) = recorder.decisions
+    assert decision.scope == f"view:{__name__}.{Base.__qualname__}"
+
+
+def test_rules_compiled_by_init_app_name_the_endpoint_in_errors(new: Any) -> None:
+    app = new()
+
+    def ops() -> str:
+        return "ops"
+
+    allow = FlaskAllow()
+    allow.restrict([{"DENY": "nonsense:1"}])(ops)
+    app.add_url_rule("/ops", view_func=ops)
+    with pytest.raises(ConfigError) as info:
+        allow.init_app(app)
+    assert [e.location for e in info.value.errors] == ["view:ops[0].DENY"]
+
+    guarded = new()
+    other = FlaskAllow(guarded)
+    guarded.add_url_rule("/ops", view_func=ops)
+    with pytest.raises(ConfigError) as info:
+        other.restrict([{"ALLOW": "10.0.0.300"}])(ops)
+    assert [e.location for e in info.value.errors] == [f"view:{__name__}.{ops.__qualname__}[0].ALLOW"]  # where applied
+    assert status(guarded, OUTSIDE, "/ops") == 200  # nothing half-applied: the view is not marked
+    assert other.route_marks not in getattr(ops, MARKS_ATTR)
 
 
 def test_docs_example_runs() -> None:
