@@ -12,7 +12,7 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
-from conftest import BLOCKLISTS, package_source
+from conftest import BLOCKLISTS, REPO_ROOT, package_source
 
 BUILD = (  # setuptools' PEP 517 backend, called directly: offline, no isolation, no 'build' package
     "import sys; from setuptools import build_meta as backend; print(getattr(backend, sys.argv[1])(sys.argv[2]))"
@@ -119,7 +119,10 @@ def installed_venv(where: Path, source: Path) -> Path:
     if sys.prefix != sys.base_prefix:
         purelib = outside(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=where).strip()
         ours = dict.fromkeys([*site.getsitepackages(), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
-        Path(purelib, "_outer_site.pth").write_text("".join(f"{d}\n" for d in ours), encoding="utf-8")
+        # the plugins installed in editable mode here: their entry points are seen, so must their code be
+        plugins = [str(path.parent.parent) for path in sorted(REPO_ROOT.glob("plugins/*/flask_allow_*/__init__.py"))]
+        lines = [*ours, *plugins]
+        Path(purelib, "_outer_site.pth").write_text("".join(f"{d}\n" for d in lines), encoding="utf-8")
     outside(
         python, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation", "--no-deps", str(source), cwd=where
     )
