@@ -25,6 +25,7 @@ from typing import TextIO
 from flask_allow import Matcher, MatcherContext, hookimpl
 from flask_allow.addresses import Span, parse_span
 from flask_allow.index import SpanSet, yielding
+from flask_allow.live.stamp import stamp_of as _stamp
 
 #: Seconds a list file must have stood unchanged before it is read: one modified more recently
 #: (it may still be being written) is looked at again after this long. Also the extra time a
@@ -50,8 +51,6 @@ _HOST6 = {str(n): (1 << (128 - n)) - 1 for n in range(129)}
 _WHOLE6 = {str(n): (n // 8, bytes(16 - n // 8), b"\xff" * (16 - n // 8)) for n in range(0, 129, 8)}
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _ATOMICALLY = "replace list files atomically: write a temporary file in the same directory, then rename it"
-
-Stamp = tuple[int, int, int, int]
 
 
 def read_entries(path: str) -> Iterator[tuple[int, str]]:
@@ -121,11 +120,7 @@ def _too_long(path: str, number: int) -> str:
     return f"{path}, line {number}: longer than {MAX_LINE} characters (a list holds one entry a line)"
 
 
-def _stamp(st: os.stat_result) -> Stamp:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _settled(path: str, deadline: float) -> Stamp:
+def _settled(path: str, deadline: float) -> tuple[int, int, int, int]:
     """The stamp of ``path`` once it has stood unchanged for ``SETTLE`` seconds (at most until ``deadline``).
 
     A file last modified longer ago is taken at once; a recent one (or one dated in the future,
@@ -133,7 +128,7 @@ def _settled(path: str, deadline: float) -> Stamp:
     """
     while True:
         stamp = _stamp(os.stat(path))
-        if time.time_ns() - stamp[3] >= SETTLE * 1e9:
+        if time.time_ns() - stamp[0] >= SETTLE * 1e9:  # its mtime
             return stamp
         time.sleep(SETTLE)
         if _stamp(os.stat(path)) == stamp:

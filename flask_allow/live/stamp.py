@@ -11,7 +11,11 @@ Stamp = tuple[int, int, int, int] | None
 def stamp(path: str) -> Stamp:
     """The stamp of ``path`` now; an atomic rename shows as a new inode."""
     try:
-        st = os.stat(path)
+        return stamp_of(os.stat(path))
     except OSError:
         return None
+
+
+def stamp_of(st: os.stat_result) -> tuple[int, int, int, int]:
+    """The stamp of what ``os.stat`` or ``os.fstat`` found: ``(mtime_ns, size, inode, device)``."""
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
