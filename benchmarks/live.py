@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as common
-from reload import common_port, percentile, serve, split, stop
+from reload import common_port, latency_row, serve, split, stop
 
 APP = textwrap.dedent(
     """
@@ -171,9 +171,6 @@ def main() -> None:
         ]
         found = swap_run(directory, versions, swaps, quiet, connections)
         results["swap"] = found
-        normal, during = found["normal"], found["during"]
-        halves = normal[0::2], normal[1::2]
-        p99_normal, p99_during = percentile(normal, 0.99), percentile(during, 0.99)
         common.table(
             [
                 "rebuild s",
@@ -186,19 +183,7 @@ def main() -> None:
                 "max ms during",
                 "errors",
             ],
-            [
-                [
-                    statistics.median(found["seconds"]),
-                    len(during),
-                    percentile(normal, 0.5) * 1e3,
-                    p99_normal * 1e3,
-                    p99_during * 1e3,
-                    f"{p99_during / p99_normal:.2f}",
-                    f"{percentile(halves[1], 0.99) / percentile(halves[0], 0.99):.2f}",
-                    max(during, default=0) * 1e3,
-                    found["errors"],
-                ]
-            ],
+            [latency_row(found)],
             "Latency of requests overlapping a watcher swap against the others",
         )
         small = common.write_list(directory / "small.txt", base[:10_000])

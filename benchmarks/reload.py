@@ -218,6 +218,25 @@ def common_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def latency_row(found: dict[str, Any]) -> list[Any]:
+    """A table row of one run: rebuild seconds, requests during, p50, p99 quiet and during (ms),
+    their ratio, the control (p99 of one half of the quiet requests over the other's), max, errors."""
+    normal, during = found["normal"], found["during"]
+    halves = normal[0::2], normal[1::2]
+    p99_normal, p99_during = percentile(normal, 0.99), percentile(during, 0.99)
+    return [
+        statistics.median(found["seconds"]),
+        len(during),
+        percentile(normal, 0.5) * 1e3,
+        p99_normal * 1e3,
+        p99_during * 1e3,
+        f"{p99_during / p99_normal:.2f}",
+        f"{percentile(halves[1], 0.99) / percentile(halves[0], 0.99):.2f}",
+        max(during, default=0) * 1e3,
+        found["errors"],
+    ]
+
+
 def main() -> None:
     def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--networks", type=int, help="networks in the list (default 1,000,000)")
@@ -246,23 +265,7 @@ def main() -> None:
             found = run(directory, big, inline, reloads, quiet, connections)
             name = "compiled in the reloading thread" if inline else "compiled in a child process (default)"
             results[name] = found
-            normal, during = found["normal"], found["during"]
-            halves = normal[0::2], normal[1::2]
-            p99_normal, p99_during = percentile(normal, 0.99), percentile(during, 0.99)
-            rows.append(
-                [
-                    name,
-                    statistics.median(found["seconds"]),
-                    len(during),
-                    percentile(normal, 0.5) * 1e3,
-                    p99_normal * 1e3,
-                    p99_during * 1e3,
-                    f"{p99_during / p99_normal:.2f}",
-                    f"{percentile(halves[1], 0.99) / percentile(halves[0], 0.99):.2f}",
-                    max(during, default=0) * 1e3,
-                    found["errors"],
-                ]
-            )
+            rows.append([name, *latency_row(found)])
     common.table(
         [
             "reload",
