@@ -216,6 +216,16 @@ def ratio(results: dict[str, list[float]], name: str, baseline: str) -> tuple[fl
     return statistics.median(ratios), ratios[0], ratios[-1]
 
 
+def ratio_rows(found: dict[str, list[float]], baseline: str, scale: float) -> list[list[Any]]:
+    """Per variant of ``interleave``: its name, median time times ``scale``, its ratio to ``baseline``
+    (median of the rounds' ratios, three decimals) and their range."""
+    rows = []
+    for name, values in found.items():
+        middle, low, high = ratio(found, name, baseline)
+        rows.append([name, statistics.median(values) * scale, f"{middle:.3f}", spread(low, high)])
+    return rows
+
+
 def spread(low: float, high: float) -> str:
     return f"{low:.2f}-{high:.2f}"
 

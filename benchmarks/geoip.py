@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -139,10 +138,7 @@ def main() -> None:
         for run in variants.values():
             run()
         found = common.interleave(variants, rounds)
-        rows = []
-        for name, values in found.items():
-            ratio, low, high = common.ratio(found, name, "file: rule")
-            rows.append([name, statistics.median(values) * 1e9, f"{ratio:.3f}", common.spread(low, high)])
+        rows = common.ratio_rows(found, "file: rule", 1e9)
         common.table(
             ["rule", "ns per decision", "÷ file: rule (median of rounds)", "range"],
             rows,

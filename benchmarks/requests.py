@@ -13,7 +13,6 @@ bare app measured the same way.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -88,10 +87,7 @@ def main() -> None:
         ports = {name: "http://localhost:31337" for name in apps if "port" in name}
         variants = common.request_batches(apps, batch, CLIENT, clock=time.process_time, base_urls=ports)
         found = common.interleave(variants, rounds)
-        rows = []
-        for name, values in found.items():
-            ratio, low, high = common.ratio(found, name, "bare")
-            rows.append([name, statistics.median(values) * 1e6, f"{ratio:.3f}", common.spread(low, high)])
+        rows = common.ratio_rows(found, "bare", 1e6)
         common.table(
             ["app", "µs per request", "÷ bare (median of rounds)", "range"],
             rows,
