@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -34,6 +35,28 @@ def checkout_environ() -> dict[str, str]:
     roots = dict.fromkeys([str(PACKAGE_ROOT), str(REPO_ROOT)])  # the flask_allow under test comes first
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [*roots, env.get("PYTHONPATH")]))
     return env
+
+
+def start_gunicorn(
+    folder: Path, app: str, config: dict[str, Any], *options: str, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """gunicorn serving ``app`` (the text of ``guarded_app.py``, written to ``folder``), which reads
+    its flask_allow config from ``FLASK_ALLOW_TEST_CONFIG``; ``options`` are gunicorn's."""
+    (folder / "guarded_app.py").write_text(app, encoding="utf-8")
+    env = {**checkout_environ(), "FLASK_ALLOW_TEST_CONFIG": json.dumps(config)}
+    command = [sys.executable, "-m", "gunicorn", *options, "--chdir", str(folder), "guarded_app:app"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def stop_gunicorn(server: subprocess.Popen[bytes], timeout: float = 30) -> bytes:
+    """Stop gunicorn (SIGTERM, then SIGKILL after ``timeout``); return what it wrote to a piped stderr."""
+    server.terminate()
+    try:
+        _, errors = server.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        _, errors = server.communicate()
+    return errors or b""
 
 
 def flask_allow_command(

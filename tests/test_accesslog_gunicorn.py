@@ -4,12 +4,10 @@ socket still writes its line; several workers rolling one small file over lose n
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import gunicorn  # noqa: F401  (the test extra installs it; this test must run, not skip)
-from conftest import checkout_environ
+from conftest import start_gunicorn, stop_gunicorn
 from dns_server import wait_for
 
 APP = """
@@ -44,17 +42,9 @@ LINE = re.compile(
 @contextmanager
 def gunicorn_serving(tmp_path: Path, config: dict[str, Any], workers: int) -> Iterator[int]:
     """gunicorn's sync workers serving the app on 127.0.0.1, on a port the system picks; yields the port."""
-    (tmp_path / "guarded_app.py").write_text(APP, encoding="utf-8")
     errors = tmp_path / "gunicorn.log"
-    env = {**checkout_environ(), "FLASK_ALLOW_TEST_CONFIG": json.dumps(config)}
-    command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--error-logfile", str(errors)]
-    command += ["--workers", str(workers)]
-    server = subprocess.Popen(
-        [*command, "--chdir", str(tmp_path), "guarded_app:app"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    options = ["--bind", "127.0.0.1:0", "--error-logfile", str(errors), "--workers", str(workers)]
+    server = start_gunicorn(tmp_path, APP, config, *options, stderr=subprocess.DEVNULL)
     try:
         found: list[int] = []
 
@@ -68,12 +58,7 @@ def gunicorn_serving(tmp_path: Path, config: dict[str, Any], workers: int) -> It
         assert wait_for(lambda: errors.read_text().count("Booting worker") >= workers, timeout=30.0)
         yield found[0]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_gunicorn(server, timeout=15)
     log = errors.read_text()
     assert "Traceback" not in log, log
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import http.client
-import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import gunicorn  # noqa: F401  (the test extra installs it; this test must run, not skip)
+from conftest import start_gunicorn, stop_gunicorn
 from dns_server import DNSServer, dns_config, wait_for
 
 APP = """
@@ -61,7 +60,6 @@ def all_are(port: int, expected: int, count: int = 12) -> bool:
 
 def test_workers_follow_a_changed_record(dns: DNSServer, tmp_path: Path) -> None:
     dns.set("gateway.example.com", "A", ["127.0.0.1"], ttl=1)
-    (tmp_path / "guarded_app.py").write_text(APP, encoding="utf-8")
     config = dns_config(
         dns,
         [{"ALLOW": "gateway.example.com", "DENY": "all"}],
@@ -70,14 +68,7 @@ def test_workers_follow_a_changed_record(dns: DNSServer, tmp_path: Path) -> None
         ALLOW_DNS_TIMEOUT=2.0,  # generous: a loaded CI machine must not turn a slow answer into a failure
     )
     port = free_port()
-    env = {**os.environ, "FLASK_ALLOW_TEST_CONFIG": json.dumps(config)}
-    command = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--bind", f"127.0.0.1:{port}"]
-    server = subprocess.Popen(
-        [*command, "--chdir", str(tmp_path), "guarded_app:app"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    server = start_gunicorn(tmp_path, APP, config, "--preload", "--workers", "2", "--bind", f"127.0.0.1:{port}")
     try:
         assert wait_for(lambda: fetch(port) is not None, timeout=15.0), "gunicorn did not start"
         assert wait_for(lambda: all_are(port, 200))
@@ -90,12 +81,7 @@ def test_workers_follow_a_changed_record(dns: DNSServer, tmp_path: Path) -> None
         pids = {r[1] for r in (fetch(port) for _ in range(30)) if r is not None}
         assert str(server.pid) not in pids  # the workers answered, not the master
     finally:
-        server.terminate()
-        try:
-            _, errors = server.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            _, errors = server.communicate()
+        errors = stop_gunicorn(server, timeout=10)
     assert b"Traceback" not in errors, errors.decode(errors="replace")
 
 

@@ -9,9 +9,6 @@ a half-written or emptied file keeps the last good list.
 from __future__ import annotations
 
 import http.client
-import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +16,7 @@ from pathlib import Path
 
 import gunicorn  # noqa: F401  (the test extra installs it: this test must run, not skip)
 import pytest
-from conftest import checkout_environ
+from conftest import start_gunicorn, stop_gunicorn
 from test_dns_prefork import APP, free_port
 from test_live import networks, write_atomically
 
@@ -83,19 +80,12 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     """gunicorn with 4 workers guarding / with ``DENY file:<list>``; yields the list's path."""
     listed = tmp_path / "deny.txt"
     listed.write_text(networks(100), encoding="utf-8")
-    (tmp_path / "guarded_app.py").write_text(APP, encoding="utf-8")
     config = {"ADDRESS_RESTRICTION": [{"DENY": f"file:{listed}"}], "ALLOW_WATCH_INTERVAL": INTERVAL}
     PORT[0] = port = free_port()
-    env = {**checkout_environ(), "FLASK_ALLOW_TEST_CONFIG": json.dumps(config)}
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}"]
+    options = ["--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}"]
     if request.node.callspec.params["preload"]:
-        command.append("--preload")
-    server = subprocess.Popen(
-        [*command, "--chdir", str(tmp_path), "guarded_app:app"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+        options.append("--preload")
+    server = start_gunicorn(tmp_path, APP, config, *options)
     try:
         pids: set[str] = set()
         deadline = time.monotonic() + 60
@@ -111,14 +101,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
                 time.sleep(0.1)
         yield listed
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stderr is not None:
-            server.stderr.close()
+        stop_gunicorn(server)
 
 
 def rewrite_in_place(path: Path, text: str) -> None:
