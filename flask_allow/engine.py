@@ -301,11 +301,14 @@ class Engine:
         # The leading static runs and rules answered from the address text alone (the bans):
         # searched in front of the cache, so what follows them keeps the fast paths.
         ahead = 0
+        texts: dict[int, Callable[[str], Rule | None]] = {}  # position -> the text rule's search
         for i, segment in enumerate(self._segments):
             if isinstance(segment, _Run):
                 continue
-            if _text_lookup(segment) is None:
+            hit = _text_lookup(segment)
+            if hit is None:
                 break
+            texts[i] = _text_step(segment, hit)
             ahead = i + 1
         self._head = self._segments[:ahead]
         self._rest = self._segments[ahead:]
@@ -320,7 +323,7 @@ class Engine:
         self._by_label: tuple[Rule | None, ...] | None = None
         if self.static:
             self._by_label = only.by_label if isinstance(only, _Run) else (None,)
-        self._ahead: Callable[[str], Rule | None] | None = self._make_head() if self._head else None
+        self._ahead: Callable[[str], Rule | None] | None = self._make_head(texts) if self._head else None
         if self._head and not self._rest:  # the bans alone: their own index, searched in C when built
             self.searched_in = "C" if clookup.available() else "Python"
         self.lookup = self._make_lookup(self._cache)
@@ -529,9 +532,9 @@ class Engine:
             raise ValueError(f"client address {address!r} is not an IP address")
         return None
 
-    def _make_head(self) -> Callable[[str], Rule | None]:
+    def _make_head(self, texts: dict[int, Callable[[str], Rule | None]]) -> Callable[[str], Rule | None]:
         """Search the rules ahead in order: each static run's index, each text rule's own search."""
-        steps = [self._run_lookup(s) if isinstance(s, _Run) else _text_step(s) for s in self._head]
+        steps = [self._run_lookup(s) if isinstance(s, _Run) else texts[i] for i, s in enumerate(self._head)]
         if len(steps) == 1:
             return steps[0]
 
@@ -723,9 +726,8 @@ def _text_lookup(rule: Rule) -> Callable[[str], bool] | None:
         return None
 
 
-def _text_step(rule: Rule) -> Callable[[str], Rule | None]:
-    hit = _text_lookup(rule)
-    assert hit is not None
+def _text_step(rule: Rule, hit: Callable[[str], bool]) -> Callable[[str], Rule | None]:
+    """``rule`` when ``hit(address)``, else None: a text rule as one step of the search ahead."""
 
     def step(address: str) -> Rule | None:
         return rule if hit(address) else None
