@@ -16,7 +16,18 @@ DENY = "DENY"
 class Rule:
     """One compiled rule: ``action`` (ALLOW or DENY), ``spec`` as written, ``location`` in config."""
 
-    __slots__ = ("action", "allowed", "detailed", "index", "location", "matcher", "seconds", "spec", "static")
+    __slots__ = (
+        "action",
+        "allowed",
+        "detailed",
+        "index",
+        "location",
+        "matcher",
+        "reasons",
+        "seconds",
+        "spec",
+        "static",
+    )
 
     def __init__(self, action: str, spec: str, location: str, matcher: Matcher, index: int) -> None:
         self.action = action
@@ -33,6 +44,8 @@ class Rule:
         #: Whether the matcher says what a match rested on (its class overrides ``Matcher.detail``),
         #: decided once here so that a decision of any other rule never asks.
         self.detailed = getattr(type(matcher), "detail", Matcher.detail) is not Matcher.detail
+        #: ``(location, denied text, allowed text)`` of ``Decision.reason``, made when first asked.
+        self.reasons: tuple[str, str, str] | None = None
 
     @property
     def type(self) -> str:
@@ -95,18 +108,24 @@ class Decision:
     @property
     def reason(self) -> str:
         """One readable line, e.g. ``denied by ADDRESS_RESTRICTION[1].DENY '0.0.0.0/0'``."""
+        rule = self.rule
+        if rule is not None and self.error is None and not self.exempt:  # the usual: a rule decided
+            texts = rule.reasons
+            if texts is None or texts[0] is not rule.location:  # the same text for every request
+                where = f"{rule.location} {rule.spec!r}"
+                texts = rule.reasons = (rule.location, f"denied by {where}", f"allowed by {where}")
+            text = texts[2] if self.allowed else texts[1]
+            if not rule.detailed:
+                return text
+            detail = self.detail
+            return f"{text} ({detail})" if detail else text
         verdict = "allowed" if self.allowed else "denied"
         if self.exempt:
             return f"{verdict}: exempt from the rules"
         if self.error is not None:
             return f"{verdict}: {self.error}"
-        rule = self.rule
-        if rule is None:
-            scope = f" of {self.scope}" if self.scope else ""
-            return f"{verdict} by default{scope} (no rule matched)"
-        detail = self.detail
-        text = f"{verdict} by {rule.location} {rule.spec!r}"
-        return f"{text} ({detail})" if detail else text
+        scope = f" of {self.scope}" if self.scope else ""
+        return f"{verdict} by default{scope} (no rule matched)"
 
     def __repr__(self) -> str:
         return f"<Decision {self.client.address!r} {self.reason}>"

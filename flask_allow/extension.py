@@ -338,28 +338,33 @@ class AppState:
     @functools.cached_property
     def _respond(self) -> list[Callable[[Decision, Response, Flask], Any]]:
         """The ``flask_allow_response`` implementations, each callable as ``(decision, response, app)``;
-        the built-in auto-ban counting only while an ``ALLOW_AUTOBAN`` policy is in force."""
+        the built-in auto-ban counting (the service's own method, bound) only while an
+        ``ALLOW_AUTOBAN`` policy is in force."""
         from .builtins import bans as builtin
 
         service = self.bans
         found: list[Callable[[Decision, Response, Flask], Any]] = []
         for impl in reversed(self.pm.hook.flask_allow_response.get_hookimpls()):
             function, names = impl.function, tuple(impl.argnames)
-            if function is builtin.flask_allow_response and (service is None or service.policy is None):
-                continue
+            if function is builtin.flask_allow_response:
+                if service is not None and service.policy is not None:
+                    found.append(service.count_response)
+            elif names == ("decision", "response", "app"):
+                found.append(function)
+            else:
 
-            def call(decision: Decision, response: Response, app: Flask, f: Any = function, n: Any = names) -> Any:
-                given = {"decision": decision, "response": response, "app": app}
-                return f(**{name: given[name] for name in n})
+                def call(decision: Decision, response: Response, app: Flask, f: Any = function, n: Any = names) -> Any:
+                    given = {"decision": decision, "response": response, "app": app}
+                    return f(**{name: given[name] for name in n})
 
-            found.append(call)
+                found.append(call)
         return found
 
     def respond(self, response: Response) -> Response:
         """The ``after_request`` function: tell the ``flask_allow_response`` plugins."""
         calls = self._respond
         if calls:
-            decision = request.environ.get(DECISION_ENVIRON_KEY)
+            decision = request._get_current_object().environ.get(DECISION_ENVIRON_KEY)  # type: ignore[attr-defined]
             if decision is not None:
                 app = self.app
                 for call in calls:
@@ -437,17 +442,22 @@ class AppState:
     def _observe(self) -> list[Callable[[Decision, Flask], Any]] | None:
         """The ``flask_allow_decision`` implementations, each callable as ``(decision, app)``.
 
-        The built-in access log's is left out when this state has no ``ACCESS_LOG``: it would
-        write nothing.
+        The built-in access log's is this state's ``AccessLog.write`` (what it calls), or left
+        out when this state has no ``ACCESS_LOG``: it would write nothing.
         """
         from .accesslog import plugin as builtin
 
         calls = self._observers
         if calls is None:
             return None
-        if self.access_log is None:
-            calls = [(function, names) for function, names in calls if function is not builtin.flask_allow_decision]
-        adapted = [_positional(function, argnames, "decision") for function, argnames in calls]
+        log = self.access_log
+        adapted: list[Callable[[Decision, Flask], Any] | None] = []
+        for function, argnames in calls:
+            if function is builtin.flask_allow_decision:
+                if log is not None:
+                    adapted.append(log.write)
+            else:
+                adapted.append(_positional(function, argnames, "decision"))
         return None if None in adapted else adapted  # type: ignore[return-value]
 
     def guard(self, req: Request) -> Response | None:
@@ -470,7 +480,14 @@ class AppState:
         if decision.error is not None:
             self._report_denial(decision)
         observe = self._observe
-        if observe is None or observe:
+        if observe:  # the usual: the observers called here, each as (decision, app)
+            app = self.app
+            for call in observe:
+                try:
+                    call(decision, app)
+                except Exception:
+                    app.logger.exception("flask_allow: flask_allow_decision of %r failed", call)
+        elif observe is None:
             self.notify(decision)
         if decision.allowed or not decision.enforced:
             return None
@@ -483,17 +500,8 @@ class AppState:
         self.report_error(kind, decision.error or "", rule.location if rule is not None else None)
 
     def notify(self, decision: Decision) -> None:
-        """Call every ``flask_allow_decision`` observer; one that fails is logged, not fatal."""
-        observe = self._observe
-        if observe is not None:
-            if observe:
-                app = self.app
-                for call in observe:
-                    try:
-                        call(decision, app)
-                    except Exception:
-                        app.logger.exception("flask_allow: flask_allow_decision of %r failed", call)
-            return
+        """Call the ``flask_allow_decision`` observers through pluggy, when they cannot be called
+        one by one (a wrapper among them: see ``_observe``); one that fails is logged, not fatal."""
         app = self.app
         if self._observers is None:
             hook, write_line = self._hook_then_log

@@ -495,14 +495,14 @@ def test_reload_to_another_file_writes_directly_to_the_new_one(
 def test_a_line_that_cannot_be_written_is_reported_as_logging_reports_it(
     make_app: MakeApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    original = _FileHandler.put
+    original = _FileHandler.put_bytes
 
-    def full_disk_once(self: _FileHandler, text: str) -> None:
-        if "192.0.2.1 " in text:
+    def full_disk_once(self: _FileHandler, data: bytes, length: int) -> None:  # every way writes through it
+        if b"192.0.2.1 " in data:
             raise OSError(28, "No space left on device")
-        original(self, text)
+        original(self, data, length)
 
-    monkeypatch.setattr(_FileHandler, "put", full_disk_once)
+    monkeypatch.setattr(_FileHandler, "put_bytes", full_disk_once)
     for way in ("direct", "records"):
         log = tmp_path / f"{way}.log"
         app = make_app({"ACCESS_LOG": {"filename": str(log), "encoding": "ascii"}}, name=way)

@@ -1,8 +1,9 @@
-"""The C search under AddressSanitizer and UndefinedBehaviorSanitizer.
+"""The C search and the C access-log line under AddressSanitizer and UndefinedBehaviorSanitizer.
 
-``_lookup.c`` reads buffers it is handed and parses text a client sends, so an out-of-bounds read
-or undefined behaviour there is a security bug that a differential test may not see (a stray read
-that happens to give the right answer). Here the module is compiled again with ``-fsanitize=
+``_lookup.c`` reads buffers it is handed and parses text a client sends, and ``_logline.c``
+copies a client's text into a line, so an out-of-bounds read or write or undefined behaviour
+there is a security bug that a differential test may not see (a stray read that happens to give
+the right answer). Here the module is compiled again with ``-fsanitize=
 address,undefined`` (every finding fatal), put beside a copy of the package, and the C tests and
 the differential fuzz tests run against it in a child Python with the sanitizer runtime preloaded.
 A probe module that reads past a buffer, and one that overflows a signed integer, are run the same
@@ -71,6 +72,7 @@ def sanitized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     package = root / "site" / "flask_allow"
     shutil.copytree(REPO_ROOT / "flask_allow", package, ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
     compile_module(package / "_lookup.c", package / f"_lookup{SUFFIX}")
+    compile_module(package / "_logline.c", package / f"_logline{SUFFIX}")
     (root / "probe").mkdir()
     (root / "probe" / "_probe.c").write_text(PROBE)
     compile_module(root / "probe" / "_probe.c", root / "probe" / f"_probe{SUFFIX}")
@@ -118,11 +120,14 @@ def test_the_c_tests_and_the_fuzz_tests_pass_under_the_sanitizers(sanitized: tup
         root,
         environ,
         "-c",
-        "import flask_allow._lookup as m, flask_allow.clookup as c; print(m.__file__, c.available())",
+        "import flask_allow._lookup as m, flask_allow._logline as n, flask_allow.clookup as c;"
+        " print(m.__file__, n.__file__, c.available())",
     )
     assert where.returncode == 0, where.stderr
-    assert where.stdout.split() == [str(root / "site" / "flask_allow" / f"_lookup{SUFFIX}"), "True"]
-    tests = [str(REPO_ROOT / "tests" / name) for name in ("test_clookup_fuzz.py", "test_clookup.py")]
+    built = root / "site" / "flask_allow"
+    assert where.stdout.split() == [str(built / f"_lookup{SUFFIX}"), str(built / f"_logline{SUFFIX}"), "True"]
+    names = ("test_clookup_fuzz.py", "test_clookup.py", "test_logline_c.py")
+    tests = [str(REPO_ROOT / "tests" / name) for name in names]
     done = child(
         root,
         environ,

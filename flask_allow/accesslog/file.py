@@ -120,20 +120,30 @@ class _FileHandler(Watched, logging.handlers.RotatingFileHandler):
     def put(self, text: str) -> None:
         """Write one formatted line, rolling over first when it would not fit (the lock held):
         ``RotatingFileHandler.emit``, ``FileHandler.emit`` and ``StreamHandler.emit`` in one."""
-        length, count = len(text) + 1, self._count
+        if self.writes_raw():
+            self.put_bytes(f"{text}\n".encode(self._encoding, self._errors), len(text) + 1)
+            return
+        if self._rolls(len(text) + 1):
+            self.doRollover()
+        self._send(text + self.terminator)
+
+    def writes_raw(self) -> bool:
+        """Whether a line is written as its encoded bytes, newline included, in one system call."""
+        stream = self.stream
+        return stream is not None and stream is self._raw and self.terminator == "\n"
+
+    def put_bytes(self, data: bytes, length: int) -> None:
+        """Write one line's bytes, newline included (``length``: its characters, as the size is
+        counted), when ``writes_raw()``; rolling over first when it would not fit (the lock held)."""
+        count = self._count
         size = count.size
-        if size >= 0 and size + length < self.maxBytes and count.uncounted < _RECOUNT - 1 and self.stream is not None:
+        if size >= 0 and size + length < self.maxBytes and count.uncounted < _RECOUNT - 1:
             count.size, count.uncounted = size + length, count.uncounted + 1  # what _rolls() would do
         elif self._rolls(length):
-            self.doRollover()
-        stream = self.stream
-        if stream is not None and stream is self._raw and self.terminator == "\n":
-            data = f"{text}\n".encode(self._encoding, self._errors)
-            done = os.write(self._fd, data)
-            if done != len(data):
-                self._finish(data, done)
-            return
-        self._send(text + self.terminator)
+            self.doRollover()  # the new file is written raw too: the same encoding
+        done = os.write(self._fd, data)
+        if done != len(data):
+            self._finish(data, done)
 
     def put_many(self, texts: list[str]) -> None:
         """``put`` each line (the lock held), writing consecutive ones in one call.

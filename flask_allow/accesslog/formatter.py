@@ -229,16 +229,37 @@ class _Formatter(logging.Formatter):
             _task_name() if self._task else None,
         )
 
-    def line(self, level: int, message: str, records: _Records, moment: Moment | None = None) -> str:
+    def line(
+        self,
+        level: int,
+        message: str,
+        records: _Records,
+        moment: Moment | None = None,
+        parts: tuple[str, int, str] | None = None,
+    ) -> str:
         """What ``format()`` makes of the access log's record (at ``level``, for ``message``, as
         ``records`` would make it), the fields worked out as the record's; as at ``moment`` when
-        given (see ``moment()``), else now.
+        given (see ``moment()``), else now; with the ``parts()`` already read, when given."""
+        if parts is None:
+            parts = self.parts(level, records, moment)
+        if parts is None:
+            return self._line(level, message, records, moment)
+        head, msecs, middle = parts
+        if msecs < 0:
+            return f"{head}{message}{self._tail}"
+        return f"{head}{msecs:03d}{middle}{message}{self._tail}"
+
+    def parts(self, level: int, records: _Records, moment: Moment | None = None) -> tuple[str, int, str] | None:
+        """The text before the message of a line at ``level``, now (or at ``moment``): ``(head,
+        msecs, middle)``, the line being ``head``, ``msecs`` as three digits (none when -1),
+        ``middle``, the message and ``tail``. None when the format is not one such.
 
         For a format whose fields before the message change only with the millisecond and the
-        level (the default's), the text before the message is made once per both."""
+        level (the default's), the text is made once per both; when the milliseconds are
+        ``asctime``'s alone, once a second and level."""
         tail = self._tail
         if tail is None:
-            return self._line(level, message, records, moment)
+            return None
         now: Any
         second: float
         if moment is not None:
@@ -256,20 +277,27 @@ class _Formatter(logging.Formatter):
             key: tuple[Any, ...] = (second, level, self.converter, msec_format, template)
             found = self._prefix  # read once: threads
             if found[0] == key:
-                return f"{found[1]}{int(msecs):03d}{found[2]}{message}{tail}"
+                return found[1], int(msecs), found[2]
             text = self._line(level, "", records, (now, None, None))
             stamp = time.strftime(self.default_time_format, self.converter(second))
             end = at + len(stamp) + 1  # the text up to the second, then ","
             if text[at:end] == f"{stamp},":  # else a line of its own (a converter that changed meanwhile)
-                self._prefix = (key, text[:end], text[end + 3 : len(text) - len(tail)])
-            return f"{text[: len(text) - len(tail)]}{message}{tail}"
+                found = (key, text[:end], text[end + 3 : len(text) - len(tail)])
+                self._prefix = found
+                return found[1], int(msecs), found[2]
+            return text[: len(text) - len(tail)], -1, ""
         key = (second, msecs, level, self.converter, msec_format, template)
         found = self._prefix
         if found[0] != key:
             text = self._line(level, "", records, (now, None, None))
             found = (key, text[: len(text) - len(tail)], "")
             self._prefix = found
-        return f"{found[1]}{message}{tail}"
+        return found[1], -1, ""
+
+    @property
+    def tail(self) -> str | None:
+        """The text after the message, when ``parts()`` gives the text before it, else None."""
+        return self._tail
 
     def _line(self, level: int, message: str, records: _Records, moment: Moment | None = None) -> str:
         """``line()``, every field worked out."""

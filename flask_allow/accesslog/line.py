@@ -67,9 +67,7 @@ def format_line(decision: Decision, request: Any = None) -> str:
     """
     try:
         client = decision.client
-        reason = decision.reason
-        if not decision.enforced and not decision.exempt and not decision.allowed:
-            reason = f"{reason} [report-only: let through]"
+        reason = reason_of(decision)
         # escaping works character by character, so escaping the parts joined is escaping each part
         address = client.address or "-"
         if request is None:
@@ -88,6 +86,13 @@ def format_line(decision: Decision, request: Any = None) -> str:
         return line
     except Exception as exc:  # a plugin's reason, a request object of another kind: still one line
         return _fallback_line(decision, request, exc)
+
+
+def reason_of(decision: Decision) -> str:
+    """The decision's reason as the line writes it: a denial let through says so."""
+    if not decision.enforced and not decision.exempt and not decision.allowed:
+        return f"{decision.reason} [report-only: let through]"
+    return decision.reason
 
 
 def _fallback_line(decision: Decision, request: Any, exc: Exception) -> str:

@@ -22,13 +22,15 @@ from flask import Flask
 from .. import config as keys
 from ..decision import Decision
 from ..errors import ConfigError
-from . import watch
+from . import fastline, watch
 from .file import ERRORS, _FileHandler
 from .formatter import Moment, _Formatter, _Records, logger
-from .line import escape, format_line, url_of
+from .line import escape, format_line, reason_of, url_of
 from .queue import LineQueue
 
 logger.addHandler(logging.NullHandler())
+# How a line at a level is written (see AccessLog._way).
+_SKIP, _RECORD, _DIRECT, _MADE = 0, 1, 2, 3
 
 __all__ = ["AccessLog", "escape", "format_line", "url_of"]
 
@@ -72,6 +74,10 @@ class AccessLog:
             raise ConfigError(f"cannot open {filename!r}: {exc.strerror or exc}", keys.ACCESS_LOG, value) from None
         self._formatter = _Formatter(options["formatter"])
         self._moment = self._formatter.moment
+        #: The C maker of a plain request's line, when built and the format is a prefix, the
+        #: message and ``_tail`` (see ``fastline``).
+        self._make = fastline.maker() if self._formatter.tail is not None and self._formatter.direct else None
+        self._tail = self._formatter.tail or ""
         self.file_handler.setFormatter(self._formatter)
         self.filename = filename
         self.owner = object()  # identity of this app's records
@@ -89,9 +95,10 @@ class AccessLog:
         self.value: Any = value
         #: With no rules at all, lines are INFO (as 2.0.x), not "no rule matched" warnings.
         self.no_rules = False
-        #: What ``_direct()`` last worked out: in which ``watch.generation``, with which record
-        #: factory and ``Logger`` methods, and its answer for each level.
-        self._known: tuple[Any, ...] = (-1, None, None, None, {})
+        #: What ``_way()`` last worked out: in which ``watch.generation``, with which record
+        #: factory, ``Logger`` methods and ``logging.disable()`` level, the way for each level,
+        #: and the loggers above ``flask.allow``.
+        self._known: tuple[Any, ...] = (-1, None, None, None, None, {}, ())
 
     @staticmethod
     def options(value: Any) -> dict[str, Any]:
@@ -155,18 +162,54 @@ class AccessLog:
             self.queue.stop()
         self.file_handler.close()
 
-    def write(self, decision: Decision) -> None:
+    def write(self, decision: Decision, app: object = None) -> None:
         """Log the decision's line: written directly when only this app's file would see the
-        record, else as a LogRecord through the ``flask.allow`` logger."""
+        record, else as a LogRecord through the ``flask.allow`` logger. (``app`` is not used: the
+        line is written as the ``flask_allow_decision`` hook is called.)"""
         if decision.error is None and decision.rule is None and not decision.exempt and not self.no_rules:
             level = logging.WARNING  # no rule matched: the default decided
         elif decision.allowed:
             level = logging.INFO
         else:
             level = logging.ERROR
-        if not logger.isEnabledFor(level):  # as logger.log does, minus looking up the caller's frame
+        way = self._way(level)
+        parts = None
+        if way == _MADE:  # a plain request's line, made in C (None: not plain, Python makes it)
+            client = decision.client
+            request = client.request
+            if (
+                request is not None
+                and not client.via
+                and request.trusted_hosts is None
+                and "url" not in request.__dict__
+            ):
+                try:
+                    parts = self._formatter.parts(level, self._records)  # the clock read once a line
+                    data = self._make(  # type: ignore[misc]
+                        request.environ,
+                        request.method,
+                        client.address or "-",
+                        reason_of(decision),
+                        parts[0],  # type: ignore[index]
+                        parts[1],  # type: ignore[index]
+                        parts[2],  # type: ignore[index]
+                        self._tail,
+                    )
+                except Exception:  # never the line's loss: Python makes it
+                    data = None
+                if data is not None:
+                    handler = self.file_handler
+                    try:
+                        with handler.lock:  # type: ignore[union-attr]  # checked by _way()
+                            handler.put_bytes(data, len(data))  # type: ignore[attr-defined]
+                    except RecursionError:
+                        raise
+                    except Exception:
+                        handler.handleError(self._records.make(level, data.decode("ascii").rstrip("\n")))
+                    return
+        elif way == _SKIP:
             return
-        if not self._direct(level):
+        elif way == _RECORD:
             logger.handle(self._records.make(level, format_line(decision)))
             return
         queued, rule = self.queue, decision.rule
@@ -179,11 +222,11 @@ class AccessLog:
         message = format_line(decision)
         handler = self.file_handler
         try:
-            text = self._formatter.line(level, message, self._records)
+            text = self._formatter.line(level, message, self._records, parts=parts)
             if queued is not None:
                 queued.put(text)
                 return
-            with handler.lock:  # type: ignore[union-attr]  # checked by _direct()
+            with handler.lock:  # type: ignore[union-attr]  # checked by _way()
                 handler.put(text)  # type: ignore[attr-defined]
         except RecursionError:
             raise
@@ -196,37 +239,69 @@ class AccessLog:
         return self._formatter.line(level, format_line(decision, request), self._records, moment)
 
     def _direct(self, level: int) -> bool:
-        """Whether a line at ``level`` may skip the record: it would reach this app's handler alone.
+        """Whether a line at ``level`` may skip the record: it would reach this app's handler alone."""
+        return self._way(level) >= _DIRECT
+
+    def _way(self, level: int) -> int:
+        """How a line at ``level`` is written: not at all (``_SKIP``: the level is not enabled),
+        as a record (``_RECORD``), or straight to this app's file (``_DIRECT``; ``_MADE``: a
+        plain request's line made in C).
 
         Making the record, the logger's and the handler's calls and the formatter cost more than
         the rest of a line together. Whoever else could see the record (a handler on
         ``flask.allow`` or on a logger it propagates to, a filter, a record factory, a patched
         ``Logger.callHandlers``) gets it as before. What is ours to watch (the ``flask.allow``
         logger, this app's handlers: see ``watch``) is looked at again only when it changed; the
-        record factory, ``Logger``'s methods and the loggers above on every line.
+        record factory, ``Logger``'s methods, ``logging.disable()`` and the loggers above on
+        every line.
         """
-        generation = watch.generation  # read first: a change while the answer is worked out is seen next time
         known = self._known
         if (
-            known[0] != generation
+            known[0] != watch.generation
             or known[1] is not logging._logRecordFactory  # type: ignore[attr-defined]  # getLogRecordFactory()
             or known[2] is not logging.Logger.callHandlers
             or known[3] is not logging.Logger.handle
+            or known[4] != logging.root.manager.disable
         ):
-            factory = logging._logRecordFactory  # type: ignore[attr-defined]
-            known = (generation, factory, logging.Logger.callHandlers, logging.Logger.handle, {})
-            self._known = known
-        answers = known[4]
-        answer = answers.get(level)
-        if answer is None:
-            answers[level] = answer = self._direct_now(level)
-        if answer and logger.propagate:  # the loggers above are not ours to watch (as Logger.callHandlers walks up)
-            found: Any = logger
-            while found.propagate and found.parent is not None:
-                found = found.parent
-                if found.handlers:
-                    return False
-        return answer
+            known = self._relearn()
+        way = known[5].get(level)
+        if way is None:
+            way = _SKIP if not logger.isEnabledFor(level) else _RECORD if not self._direct_now(level) else self._fast
+            if logger.level != logging.NOTSET:  # else the loggers above decide the level: asked every line
+                known[5][level] = way
+        if way > _RECORD and logger.propagate:  # the loggers above are not ours to watch (as callHandlers walks up)
+            for parent in known[6]:
+                if parent.handlers:
+                    return _RECORD
+                if not parent.propagate:
+                    break
+        return way
+
+    def _relearn(self) -> tuple[Any, ...]:
+        """Start ``_way()``'s answers afresh, for what is in place now."""
+        generation = watch.generation  # read first: a change while the answer is worked out is seen next time
+        parents: list[logging.Logger] = []
+        found = logger.parent
+        while found is not None:
+            parents.append(found)
+            found = found.parent
+        known: tuple[Any, ...] = (
+            generation,
+            logging._logRecordFactory,  # type: ignore[attr-defined]
+            logging.Logger.callHandlers,
+            logging.Logger.handle,
+            logging.root.manager.disable,
+            {},
+            tuple(parents),
+        )
+        self._known = known
+        return known
+
+    @property
+    def _fast(self) -> int:
+        """``_MADE`` when a plain request's line can be made in C and written as it is, else ``_DIRECT``."""
+        raw = self._make is not None and self.queue is None and self.file_handler.writes_raw()  # type: ignore[attr-defined]
+        return _MADE if raw else _DIRECT
 
     def _direct_now(self, level: int) -> bool:
         """``_direct()``, worked out."""

@@ -16,7 +16,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from threading import Lock
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import config as keys
 from ..addresses import Span
@@ -27,6 +27,11 @@ from .settings import BanSettings
 from .snapshot import Compiled, Snapshot, client_network, exempt_spans
 from .stores import BanStore, StoreError
 from .stores.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
+    from ..decision import Decision
 
 Clock = Callable[[], float]
 
@@ -47,6 +52,11 @@ class BanService:
         self.logger = logger
         self.clock = clock
         self.policy = settings.autoban
+        policy = self.policy
+        #: status -> the reason its responses are counted with (none without a policy).
+        self._statuses: dict[int, str] = {} if policy is None else {code: f"HTTP {code}" for code in policy.status}
+        self._shift_v6 = 128 - (policy.prefix_v6 if policy is not None else 128)
+        self._max_tracked = settings.max_tracked
         self.report = report or (lambda kind, message: None)
         self._lock = Lock()
         self._known: dict[Network, Ban] = {}
@@ -86,27 +96,41 @@ class BanService:
     def count(self, key: tuple[int, int] | None, weight: int = 1, reason: str = "") -> bool:
         """Count against a client for the auto-ban policy, later (the sync adds it up); False
         when nothing is counted (no policy, an exempt client or a trusted proxy)."""
-        policy = self.policy
-        if policy is None or key is None or self.snapshot.is_exempt(key):
+        if self.policy is None or key is None or self.snapshot.is_exempt(key):
             return False
-        family, value = key
-        if family == 6:  # counted by its network; made text in the sync, not here
-            shift = 128 - policy.prefix_v6
-            key = (6, value >> shift << shift)
-        client = key
+        self._add(key, weight, reason)
+        return True
+
+    def count_response(self, decision: Decision, response: Response, app: object = None) -> None:
+        """Count a response with an ``ALLOW_AUTOBAN`` status against its client, unless
+        flask_allow denied the request itself (the ``flask_allow_response`` of every request: an
+        exempt IPv4 client or proxy is left out by the sync, not here). ``app`` is not used: it
+        is called as the hook is."""
+        reason = self._statuses.get(response.status_code)
+        if reason is not None and (decision.allowed or not decision.enforced):
+            key = decision.client.key
+            if key is not None and (key[0] == 4 or not self.snapshot.is_exempt(key)):
+                self._add(key, 1, reason)
+
+    def _add(self, key: tuple[int, int], weight: int, reason: str) -> None:
+        """Add to the client's count since the last sync (the oldest client dropped past the bound).
+        An IPv6 client is counted by its network (checked for exemption before: its network's
+        key would not say)."""
+        if key[0] == 6:  # made text in the sync, not here
+            shift = self._shift_v6
+            key = (6, key[1] >> shift << shift)
         pending = self._pending
         with self._lock:
-            entry = pending.get(client)
+            entry = pending.get(key)
             if entry is None:
-                if len(pending) >= self.settings.max_tracked:
+                if len(pending) >= self._max_tracked:
                     pending.popitem(last=False)
-                pending[client] = [weight, reason]
+                pending[key] = [weight, reason]
             else:
                 entry[0] += weight
                 if reason:
                     entry[1] = reason
-                pending.move_to_end(client)
-        return True
+                pending.move_to_end(key)
 
     # -- the API -----------------------------------------------------------
 
@@ -232,7 +256,10 @@ class BanService:
         counts = dict(unsent)
         reasons = {}
         prefix = self.policy.prefix_v6 if self.policy is not None else 128
+        snapshot = self.snapshot
         for key, (weight, reason) in pending.items():
+            if key[0] == 4 and snapshot.is_exempt(key):  # see count_response
+                continue
             client = str(client_network(key, prefix))
             counts[client] = counts.get(client, 0) + weight
             if reason:

@@ -134,10 +134,10 @@ def flask_allow_rules_changed(app: Flask, state: AppState, previous: AppState | 
 @hookimpl(trylast=True)
 def flask_allow_response(decision: Decision, response: Response, app: Flask) -> None:
     """Count a response with an ``ALLOW_AUTOBAN`` status against the client (the one the
-    trusted proxies resolve), unless flask_allow denied the request itself."""
+    trusted proxies resolve), unless flask_allow denied the request itself.
+
+    ``AppState`` calls the service's ``count_response`` directly (this, minus finding it)."""
     state: Any = app.extensions.get("flask_allow")
     service = state.shared.get(SHARED_KEY) if state is not None else None
-    if service is None or service.policy is None or (decision.enforced and not decision.allowed):
-        return
-    if response.status_code in service.policy.status:
-        service.count(decision.client.key, 1, f"HTTP {response.status_code}")
+    if service is not None:
+        service.count_response(decision, response)
