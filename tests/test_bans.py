@@ -125,6 +125,26 @@ def test_autoban_counts_statuses_and_strikes_and_grows(make_app: MakeApp) -> Non
     assert status(app, "2001:db8:1:2:ffff::1") == 403
 
 
+def test_responses_are_counted_by_client_and_the_exempt_never(make_app: MakeApp) -> None:
+    """Responses are counted by address text (IPv4) or /64 key (IPv6) in the request; the sync
+    parses, merges the spellings of one client and leaves out the exempt, of either family."""
+    autoban = {"status": [404], "limit": 3, "prefix_v6": 64}
+    exempt = ["127.0.0.0/8", "::1", "2001:db8:e::/48"]
+    app = missing(make_app({**BANS, "ALLOW_AUTOBAN": autoban, "ALLOW_BAN_EXEMPT": exempt}))
+    service: BanService = app.extensions["flask_allow"].bans
+    for client in ("127.0.0.1", "::1", "2001:db8:e::7", "::ffff:127.0.0.2"):  # exempt: 5 each, never banned
+        for _ in range(5):
+            assert status(app, client, "/missing") == 404
+    for client in ("198.51.100.9", "::ffff:198.51.100.9", "198.51.100.9"):  # one client, two spellings
+        assert status(app, client, "/missing") == 404
+    for client in ("2001:db8:5::1", "2001:db8:5::2", "2001:db8:5:0:ffff::3"):  # one /64
+        assert status(app, client, "/missing") == 404
+    assert status(app, "203.0.113.1", "/missing") == 404  # once: below the limit
+    service.sync()
+    assert sorted(str(b.network) for b in service.bans()) == ["198.51.100.9/32", "2001:db8:5::/64"]
+    assert service._pending == {}
+
+
 def test_behind_a_proxy_the_client_is_counted_never_the_proxy(make_app: MakeApp) -> None:
     autoban = {"status": [404], "limit": 2}
     config = {**BANS, "ALLOW_AUTOBAN": autoban, "ALLOW_TRUSTED_PROXIES": ["192.0.2.1"], "ALLOW_BAN_EXEMPT": []}

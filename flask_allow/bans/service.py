@@ -19,7 +19,7 @@ from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from .. import config as keys
-from ..addresses import Span
+from ..addresses import Span, parse_client
 from ..index import ELSEWHERE_MIN, built_elsewhere
 from ..live import BackgroundTask
 from .ban import Ban, Network, moment, network_of
@@ -62,8 +62,9 @@ class BanService:
         self._known: dict[Network, Ban] = {}
         #: Changes made in this process not yet written to the store, in order.
         self._ops: list[tuple[str, Any]] = []
-        #: client network's key -> [weight, last reason] counted since the last sync (oldest first).
-        self._pending: OrderedDict[tuple[int, int], list[Any]] = OrderedDict()
+        #: client network's key (or an IPv4 client's text) -> [weight, last reason] counted since
+        #: the last sync (oldest first).
+        self._pending: OrderedDict[tuple[int, int] | str, list[Any]] = OrderedDict()
         #: Counts made while the store was down, added to it when it is back.
         self._unsent: OrderedDict[str, int] = OrderedDict()
         self._fallback = MemoryStore()
@@ -103,34 +104,39 @@ class BanService:
 
     def count_response(self, decision: Decision, response: Response, app: object = None) -> None:
         """Count a response with an ``ALLOW_AUTOBAN`` status against its client, unless
-        flask_allow denied the request itself (the ``flask_allow_response`` of every request: an
-        exempt IPv4 client or proxy is left out by the sync, not here). ``app`` is not used: it
-        is called as the hook is."""
+        flask_allow denied the request itself (the ``flask_allow_response`` of every request).
+        An IPv4 client is counted by its address text, parsed and checked for exemption by the
+        sync, not here; an IPv6 one by its network, so parsed now. ``app`` is not used: it is
+        called as the hook is."""
         reason = self._statuses.get(response.status_code)
         if reason is not None and (decision.allowed or not decision.enforced):
-            key = decision.client.key
-            if key is not None and (key[0] == 4 or not self.snapshot.is_exempt(key)):
+            client = decision.client
+            address = client.address
+            if ":" not in address:
+                self._add(address, 1, reason)
+                return
+            key = client.key
+            if key is not None and not self.snapshot.is_exempt(key):
                 self._add(key, 1, reason)
 
-    def _add(self, key: tuple[int, int], weight: int, reason: str) -> None:
-        """Add to the client's count since the last sync (the oldest client dropped past the bound).
-        An IPv6 client is counted by its network (checked for exemption before: its network's
-        key would not say)."""
-        if key[0] == 6:  # made text in the sync, not here
+    def _add(self, client: tuple[int, int] | str, weight: int, reason: str) -> None:
+        """Add to a client's count since the last sync (the oldest client dropped past the bound):
+        a key (an IPv6 one counted by its network) or an IPv4 address's text."""
+        if type(client) is tuple and client[0] == 6:  # made text in the sync, not here
             shift = self._shift_v6
-            key = (6, key[1] >> shift << shift)
+            client = (6, client[1] >> shift << shift)
         pending = self._pending
         with self._lock:
-            entry = pending.get(key)
+            entry = pending.get(client)
             if entry is None:
                 if len(pending) >= self._max_tracked:
                     pending.popitem(last=False)
-                pending[key] = [weight, reason]
+                pending[client] = [weight, reason]
             else:
                 entry[0] += weight
                 if reason:
                     entry[1] = reason
-                pending.move_to_end(key)
+                pending.move_to_end(client)
 
     # -- the API -----------------------------------------------------------
 
@@ -257,8 +263,9 @@ class BanService:
         reasons = {}
         prefix = self.policy.prefix_v6 if self.policy is not None else 128
         snapshot = self.snapshot
-        for key, (weight, reason) in pending.items():
-            if key[0] == 4 and snapshot.is_exempt(key):  # see count_response
+        for counted, (weight, reason) in pending.items():
+            key = parse_client(counted) if isinstance(counted, str) else counted  # text: see count_response
+            if key is None or (isinstance(counted, str) and snapshot.is_exempt(key)):
                 continue
             client = str(client_network(key, prefix))
             counts[client] = counts.get(client, 0) + weight
