@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import sqlite3
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,28 @@ def test_a_reload_keeps_the_service_and_its_bans(make_app: MakeApp) -> None:
     assert app.extensions["flask_allow"].shared.get(SHARED_KEY) is None
     service.task._thread.join(5)  # type: ignore[union-attr]
     assert not service.task.running  # the unused service was closed
+
+
+def test_a_failed_reload_closes_the_service_it_started(make_app: MakeApp, tmp_path: Path) -> None:
+    app = make_app(BANS)
+    state = app.extensions["flask_allow"]
+    running = state.bans
+    running.ban("192.0.2.1", 60)
+    before = {id(t) for t in threading.enumerate()}
+    app.config.update(ALLOW_BAN_STORE=f"sqlite:///{tmp_path / 'other.sqlite3'}")  # a new service...
+    app.config["ADDRESS_RESTRICTION"] = [{"DENY": "banned"}, {"ALLOW": "not-a-rule"}]  # ...then a bad rule
+    with pytest.raises(ConfigError, match="not-a-rule"):
+        state.extension.reload(app)
+    assert app.extensions["flask_allow"] is state and state.bans is running and running.task.running
+    assert "flask_allow.bans.building" not in state.shared
+    started = [t for t in threading.enumerate() if id(t) not in before]
+    for thread in started:
+        thread.join(5)
+    assert not [t for t in started if t.is_alive()]  # the new service's sync thread stopped
+    assert status(app, "192.0.2.1") == 403  # the running bans stay in force
+    app.config.update(ALLOW_BAN_STORE="memory", ADDRESS_RESTRICTION=[{"ALLOW": "all"}])
+    state.extension.reload(app)
+    assert app.extensions["flask_allow"].bans is running
 
 
 APP = """

@@ -75,6 +75,7 @@ class BannedMatcher(Matcher):
     def __init__(self, value: str, context: MatcherContext) -> None:
         super().__init__(value, context)
         self.service = service_for(context)
+        self._shared = context.shared
         self._listener = context.changed
         self.service.listen(self._listener)
 
@@ -96,9 +97,15 @@ class BannedMatcher(Matcher):
         return f"the banned clients ({self.service.snapshot.size} bans in force, store {self.service.store.uri})"
 
     def close(self) -> None:
+        """Stop listening; and close a service started for rules that never came into force (a
+        reload that failed after this rule was built: the running service stays)."""
         listeners = self.service._listeners
         if self._listener in listeners:
             listeners.remove(self._listener)
+        shared = self._shared
+        if shared.get(_BUILDING) is self.service and shared.get(SHARED_KEY) is not self.service:
+            del shared[_BUILDING]
+            self.service.close()
 
 
 def banned_matchers(state: AppState) -> list[BannedMatcher]:
