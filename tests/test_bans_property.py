@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import datetime, timezone
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flask_allow.bans import BanService, BanSettings
@@ -51,7 +52,7 @@ class Model:
         bans = 1 if forgotten <= now else bans + 1
         ttl = min(POLICY["ttl"] * POLICY["factor"] ** (bans - 1), POLICY["max_ttl"])
         self.offenses[client] = (bans, now + ttl + POLICY["max_ttl"])
-        self.until[client] = now + ttl
+        self.until[client] = datetime.fromtimestamp(now + ttl, timezone.utc).timestamp()  # a Ban's end: to the µs
 
     def banned(self, key: tuple[int, int], now: float) -> bool:
         return self.until.get(self.net(key), -math.inf) > now
@@ -64,6 +65,7 @@ step = st.one_of(
 
 
 @settings(max_examples=60, deadline=None)
+@example([[("clock", 1.76171875, 0), *[("count", 0, 1)] * 4, ("clock", 5.0, 0)]])  # an end between two µs
 @given(st.lists(st.lists(step, max_size=6), max_size=12))
 def test_bans_follow_the_model(rounds: list[list[Any]]) -> None:
     now = [1000.0]
