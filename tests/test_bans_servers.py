@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from conftest import checkout_environ, flask_allow_command
 from redis_server import RedisServer, free_port
 
 SYNC = 0.2
+DATABASES = itertools.count(5)  # a Redis database of its own for a test of one store (the server is shared)
 BOUND = SYNC + 1 + 2  # the documented bound, plus slack for a loaded machine
 
 APP = """
@@ -180,3 +182,62 @@ def test_two_instances_share_bans_through_redis(
     for server in (one, two):
         assert "Traceback" not in server.stop()
     print(f"a ban made on one instance was in force on the other in {took:.2f}s")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_ban_made_during_an_outage_grows_the_next_one(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A ban made here while the store could not be reached (a partition: the server keeps its
+    data) is counted in the store's count of bans once it is back: the next ban's ttl grows."""
+    import logging
+
+    from flask_allow.bans import BanService, BanSettings, StoreError, store_from_string
+
+    if kind == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'bans.sqlite3'}"
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        uri = f"redis://127.0.0.1:{server.port}/{next(DATABASES)}"
+    store = store_from_string(uri)
+    broken = [False]
+    for name in ("ping", "version", "put", "remove", "active", "count", "offend"):
+        real = getattr(store, name)
+
+        def cut(*args: Any, real: Any = real) -> Any:
+            if broken[0]:
+                raise StoreError("partitioned")
+            return real(*args)
+
+        setattr(store, name, cut)
+    policy = {"limit": 2, "ttl": 10, "factor": 3, "max_ttl": 1000, "window": 60}
+    errors: list[Any] = []
+    settings = BanSettings.from_config({"ALLOW_AUTOBAN": policy, "ALLOW_BAN_EXEMPT": []}, errors)
+    now = [1_000.0]
+    service = BanService(settings, store, logging.getLogger("test"), clock=lambda: now[0])
+    service.start()
+    service.task.stop()
+    client = (4, 0xCB00710A)  # 203.0.113.10
+
+    def ttl_of_the_ban() -> float:
+        [ban] = service.bans()
+        return (ban.until - ban.since).total_seconds()  # type: ignore[operator]
+
+    try:
+        service.count(client, 2)
+        service.sync()
+        assert ttl_of_the_ban() == 10  # the first ban, in the store
+        now[0] += 11
+        broken[0] = True
+        service.count(client, 2)
+        service.sync()
+        assert service.down and ttl_of_the_ban() == 10  # made here: the local count knows one ban
+        now[0] += 11
+        broken[0] = False
+        service.sync()  # back: the ban and its count written
+        assert not service.down
+        service.count(client, 2)
+        service.sync()
+        assert ttl_of_the_ban() == 90  # the third ban: 10 * 3 * 3 (30 had the outage's ban been lost)
+    finally:
+        service.close()

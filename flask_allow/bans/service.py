@@ -249,6 +249,9 @@ class BanService:
                 op, what = self._ops[0]
             if op == "put":
                 self.store.put(what)
+            elif op == "offend":  # a ban made here while the store was down: its count of bans
+                if self.policy is not None:
+                    self.store.offend(what, self.policy, now)
             else:
                 self.store.remove(what, now)
             with self._lock:
@@ -294,6 +297,8 @@ class BanService:
         counts, reasons = self._take()
         reached = self._fallback.count(counts, policy, now)
         self._keep({c: w for c, w in counts.items() if c not in reached})
+        with self._lock:  # the store counts these bans too once it is back, so the next grows
+            self._ops.extend(("offend", client) for client in reached)
         self._autoban(reached, reasons, now)
 
     def _keep(self, counts: dict[str, int]) -> None:

@@ -69,6 +69,12 @@ class BanStore(ABC):
         ``policy.forget`` of that ban's ttl): returns ``client -> (counted, bans so far)``.
         """
 
+    def offend(self, client: str, policy: AutobanPolicy, now: float) -> int:
+        """Raise a client's count of bans by one, as reaching the limit in ``count`` does (for a ban
+        made while this store could not be reached); returns the new count. A store that keeps
+        no counts of bans (a third party's, written before this method) returns 0."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - most stores hold nothing to release
         """Release connections."""
 

@@ -47,6 +47,16 @@ class MemoryStore(BanStore):
                 del self._bans[network]
             return list(self._bans.values())
 
+    def offend(self, client: str, policy: AutobanPolicy, now: float) -> int:
+        with self._lock:
+            return self._offend(client, policy, now)
+
+    def _offend(self, client: str, policy: AutobanPolicy, now: float) -> int:
+        offenses, forget = self._offenses.get(client, (0, 0.0))
+        offenses = 1 if forget <= now else offenses + 1
+        self._offenses[client] = (offenses, now + policy.forget(policy.ban_ttl(offenses)))
+        return offenses
+
     def count(self, counts: Mapping[str, int], policy: AutobanPolicy, now: float) -> dict[str, tuple[int, int]]:
         reached: dict[str, tuple[int, int]] = {}
         with self._lock:
@@ -59,10 +69,7 @@ class MemoryStore(BanStore):
                     self._counters[client] = (counted, expires)
                     continue
                 self._counters.pop(client, None)
-                offenses, forget = self._offenses.get(client, (0, 0.0))
-                offenses = 1 if forget <= now else offenses + 1
-                self._offenses[client] = (offenses, now + policy.forget(policy.ban_ttl(offenses)))
-                reached[client] = (counted, offenses)
+                reached[client] = (counted, self._offend(client, policy, now))
             if len(self._counters) + len(self._offenses) > 1024:  # bounded: drop what has expired
                 for client in [c for c, (_, e) in self._counters.items() if e <= now]:
                     del self._counters[client]

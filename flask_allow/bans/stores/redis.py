@@ -47,6 +47,16 @@ end
 return reached
 """
 
+# ARGV: prefix, client, ttl, factor, max_ttl. Raises the client's count of bans as COUNT does at the limit.
+OFFEND = """
+local okey = ARGV[1] .. 'offenses:' .. ARGV[2]
+local ttl, factor, max_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local offenses = redis.call('INCR', okey)
+local bantime = math.min(ttl * factor ^ math.min(offenses - 1, 1000), max_ttl)
+redis.call('PEXPIRE', okey, math.floor((bantime + max_ttl) * 1000))
+return offenses
+"""
+
 # KEYS[1]: the bans hash; ARGV: network, data pairs of expired bans, deleted only if unchanged.
 FORGET = """
 for i = 1, #ARGV, 2 do
@@ -72,6 +82,7 @@ class RedisStore(BanStore):
         )
         self._count = self.client.register_script(COUNT)
         self._forget = self.client.register_script(FORGET)
+        self._offend = self.client.register_script(OFFEND)
         self.channel = PREFIX + "changes"
 
     def _run(self, work: Any) -> Any:
@@ -137,6 +148,10 @@ class RedisStore(BanStore):
             args += [client, weight]
         found = self._run(lambda r: self._count(args=args))
         return {found[i].decode(): (int(found[i + 1]), int(found[i + 2])) for i in range(0, len(found), 3)}
+
+    def offend(self, client: str, policy: AutobanPolicy, now: float) -> int:
+        args: list[Any] = [PREFIX, client, policy.ttl, policy.factor, policy.max_ttl]
+        return int(self._run(lambda r: self._offend(args=args)))
 
     def subscribe(self) -> Any:
         """A pub/sub of the change channel (the sync task listens to it to wake at once)."""

@@ -103,6 +103,23 @@ class SQLiteStore(BanStore):
         )
         return [Ban.from_dict(json.loads(data)) for (data,) in rows]
 
+    def offend(self, client: str, policy: AutobanPolicy, now: float) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                return self._offend(db, client, policy, now)
+
+        return int(self._run(work))
+
+    @staticmethod
+    def _offend(db: sqlite3.Connection, client: str, policy: AutobanPolicy, now: float) -> int:
+        """Raise the client's count of bans (in the caller's transaction)."""
+        row = db.execute("SELECT offenses, expires FROM offenses WHERE client = ?", (client,)).fetchone()
+        offenses = 1 if row is None or row[1] <= now else int(row[0]) + 1
+        forget = now + policy.forget(policy.ban_ttl(offenses))
+        db.execute("INSERT OR REPLACE INTO offenses VALUES (?, ?, ?)", (client, offenses, forget))
+        return offenses
+
     def count(self, counts: Mapping[str, int], policy: AutobanPolicy, now: float) -> dict[str, tuple[int, int]]:
         def work(db: sqlite3.Connection) -> dict[str, tuple[int, int]]:
             reached: dict[str, tuple[int, int]] = {}
@@ -116,11 +133,7 @@ class SQLiteStore(BanStore):
                         db.execute("INSERT OR REPLACE INTO counters VALUES (?, ?, ?)", (client, counted, expires))
                         continue
                     db.execute("DELETE FROM counters WHERE client = ?", (client,))
-                    row = db.execute("SELECT offenses, expires FROM offenses WHERE client = ?", (client,)).fetchone()
-                    offenses = 1 if row is None or row[1] <= now else row[0] + 1
-                    forget = now + policy.forget(policy.ban_ttl(offenses))
-                    db.execute("INSERT OR REPLACE INTO offenses VALUES (?, ?, ?)", (client, offenses, forget))
-                    reached[client] = (counted, offenses)
+                    reached[client] = (counted, self._offend(db, client, policy, now))
                 db.execute("DELETE FROM counters WHERE expires <= ?", (now,))
                 db.execute("DELETE FROM offenses WHERE expires <= ?", (now,))
             return reached
