@@ -241,3 +241,43 @@ def test_a_ban_made_during_an_outage_grows_the_next_one(
         assert ttl_of_the_ban() == 90  # the third ban: 10 * 3 * 3 (30 had the outage's ban been lost)
     finally:
         service.close()
+
+
+def test_redis_announces_a_ban_to_the_other_instances_at_once(redis_server: RedisServer) -> None:
+    """With a sync interval of 30 s, a ban made by one service is in force in another well
+    within a second (the pub/sub channel wakes its sync); after redis-server was killed and
+    started again, the listener subscribes again and the next ban is announced too."""
+    import logging
+    import threading
+
+    from flask_allow.bans import BanService, BanSettings, store_from_string
+
+    uri = f"redis://127.0.0.1:{redis_server.port}/{next(DATABASES)}"
+    errors: list[Any] = []
+    settings = BanSettings.from_config({"ALLOW_BANS": True, "ALLOW_BAN_SYNC_INTERVAL": 30}, errors)
+    assert not errors
+    before = set(threading.enumerate())
+    one, two = (BanService(settings, store_from_string(uri), logging.getLogger("test")) for _ in range(2))
+    for service in (one, two):
+        service.start()
+    try:
+        assert two.listener is not None and until(lambda: two.listener.task.runs > 0, 5) < 5  # type: ignore[union-attr]
+        time.sleep(0.2)  # subscribed
+        one.ban("198.51.100.30", 600)
+        took = until(lambda: two.banned("198.51.100.30"), 5)
+        assert took < 1.0, took
+        redis_server.stop()
+        time.sleep(0.5)
+        redis_server.start()
+        time.sleep(1.0)
+        one.ban("198.51.100.31", 600)  # written at its sync: woken by the ban itself
+        again = until(lambda: two.banned("198.51.100.31"), 15)
+        assert again < 10, again  # a new subscription, not the 30 s poll
+    finally:
+        for service in (one, two):
+            service.close()
+    started = [t for t in threading.enumerate() if t not in before]
+    for thread in started:
+        thread.join(5)
+    assert not [t.name for t in started if t.is_alive()]  # the sync and listener threads ended
+    print(f"announced in {took:.3f}s; after a restart of redis-server in {again:.2f}s")

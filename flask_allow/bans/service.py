@@ -23,6 +23,7 @@ from ..addresses import Span, parse_client
 from ..index import ELSEWHERE_MIN, built_elsewhere
 from ..live import BackgroundTask
 from .ban import Ban, Network, moment, network_of
+from .listen import ChangeListener
 from .settings import BanSettings
 from .snapshot import Compiled, Snapshot, client_network, exempt_spans
 from .stores import BanStore, StoreError
@@ -86,6 +87,8 @@ class BanService:
 
         task = BackgroundTask("ban sync", settings.sync_interval, run, logger)
         self.task = task
+        #: With a store that announces its changes: the thread that wakes the sync at once.
+        self.listener = ChangeListener(store, task.wake, logger) if ChangeListener.wanted(store) else None
 
     # -- the request path --------------------------------------------------
 
@@ -186,7 +189,13 @@ class BanService:
     def start(self) -> None:
         """Read the store once (raises ``StoreError`` when it cannot be reached), then sync in the background."""
         self.sync(raise_errors=True)
+        self.start_background()
+
+    def start_background(self) -> None:
+        """Start the sync thread, and the change listener when the store announces changes."""
         self.task.start()
+        if self.listener is not None:
+            self.listener.start()
 
     def sync(self, raise_errors: bool = False) -> float | None:
         """One round with the store; returns the seconds until the next (an expiry may be sooner)."""
@@ -362,4 +371,6 @@ class BanService:
 
     def close(self) -> None:
         self.task.stop()
+        if self.listener is not None:
+            self.listener.stop()
         self.store.close()

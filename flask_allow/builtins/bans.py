@@ -54,7 +54,7 @@ def service_for(context: MatcherContext) -> BanService:
                 settings.store if settings.store is not None else store.uri,
             ) from exc
         service.sync()  # logs the outage once; the background task retries
-        service.task.start()
+        service.start_background()
     context.shared[_BUILDING] = service
     return service
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Any
 
 from ...errors import ConfigError
 from ..ban import Ban, Network
@@ -74,6 +75,13 @@ class BanStore(ABC):
         made while this store could not be reached); returns the new count. A store that keeps
         no counts of bans (a third party's, written before this method) returns 0."""
         return 0
+
+    def subscribe(self) -> Any:
+        """A subscription to this store's announced changes: an object whose
+        ``get_message(timeout=seconds)`` returns a ``{"type": "message", ...}`` dict for each, or
+        None. Only stores that announce changes (Redis) override this; it raises ``StoreError``
+        when the store cannot be reached."""
+        raise NotImplementedError
 
     def close(self) -> None:  # noqa: B027 - most stores hold nothing to release
         """Release connections."""
