@@ -4,7 +4,9 @@ Flask's test client sends the same GET to each app in turn (interleaved rounds, 
 10 static rules without bans; the same with ``banned`` first and 10,000 active bans (the client
 not banned); the same with ``ALLOW_AUTOBAN`` counting (the client's responses are counted).
 Then the propagation time: a ban made in one process until another process (a second app on the
-same SQLite file; a second app on a real redis-server, when one is installed) denies the client.
+same SQLite file; a second app on a real redis-server, when one is installed) denies the client;
+and how long another process's sync takes after one new ban among 100,000 (its changes read, and
+every ban read).
 
     python benchmarks/bans.py [--quick] [--json PATH]
 """
@@ -43,6 +45,40 @@ def propagation(store: str, tmp: str, samples: int) -> list[float]:
     for app in (one, two):
         app.extensions["flask_allow"].close()
     return found
+
+
+def sync_after_one_ban(uri: str, count: int) -> tuple[float, float]:
+    """Seconds another process's sync takes after one new ban among ``count``: reading the store's
+    changes (the usual), and reading every ban (as before 3.1's log of changes; still every
+    ``REREAD_EVERY`` seconds)."""
+    import logging
+
+    from flask_allow.bans import BanService, BanSettings, store_from_string
+    from flask_allow.bans.ban import Ban, moment, network_of
+
+    store = store_from_string(uri)
+    now = time.time()
+    for i in range(count):
+        store.put(Ban(network_of(_net(i)), moment(now), moment(now + 3600), "", 0, "benchmark"))
+    errors: list[Any] = []
+    settings = BanSettings.from_config({"ALLOW_BANS": True, "ALLOW_BAN_EXEMPT": []}, errors)
+    one, two = (BanService(settings, store_from_string(uri), logging.getLogger("benchmark")) for _ in range(2))
+    one.sync()
+    two.sync()
+    found = []
+    for whole in (False, True):
+        if whole:
+            two._read_at = -float("inf")  # as REREAD_EVERY does
+        one.ban(f"192.0.2.{10 + whole}", 600)
+        one.sync()
+        start = time.perf_counter()
+        two.sync()
+        found.append(time.perf_counter() - start)
+        assert two.banned(f"192.0.2.{10 + whole}")
+    for service in (one, two):
+        service.close()
+    store.close()
+    return found[0], found[1]
 
 
 def main() -> None:
@@ -93,7 +129,7 @@ def main() -> None:
         sqlite = propagation(f"sqlite:///{tmp}/bans.sqlite3", tmp, samples)
         spread_rows.append(["SQLite (two apps, one file)", statistics.median(sqlite), max(sqlite)])
         if shutil.which("redis-server"):
-            from redis_server import RedisServer
+            from redis_server import RedisServer  # tests/: a redis-server on a free port
 
             server = RedisServer()
             server.start()
@@ -106,6 +142,23 @@ def main() -> None:
             ["store", "median s", "max s"], spread_rows, "Propagation of a ban (ALLOW_BAN_SYNC_INTERVAL 1; bound 2 s)"
         )
         results["propagation"] = {row[0]: {"median": row[1], "max": row[2]} for row in spread_rows}
+        many = 1000 if args.quick else 100_000
+        sync_rows = [["SQLite", *sync_after_one_ban(f"sqlite:///{tmp}/many.sqlite3", many)]]
+        if shutil.which("redis-server"):
+            from redis_server import RedisServer
+
+            server = RedisServer()
+            server.start()
+            try:
+                sync_rows.append(["Redis", *sync_after_one_ban(server.url, many)])
+            finally:
+                server.stop()
+        common.table(
+            ["store", "s, changes read", "s, every ban read"],
+            sync_rows,
+            f"Another process's sync after one new ban among {many:,}",
+        )
+        results["sync_after_one_ban"] = {row[0]: {"changes": row[1], "whole": row[2]} for row in sync_rows}
     common.write_json(args.json, "bans", args, results)
 
 

@@ -256,3 +256,14 @@ def write_path(request: pytest.FixtureRequest) -> Iterator[str]:
     logging.getLogger().addHandler(listener)
     yield request.param
     logging.getLogger().removeHandler(listener)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A real redis-server on a loopback port for the session (``redis_server.RedisServer``)."""
+    from redis_server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()

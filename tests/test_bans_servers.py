@@ -146,14 +146,6 @@ def test_gunicorn_workers_share_bans_through_sqlite(tmp_path: Path, servers: lis
     print(f"auto-ban seen by every worker in {took:.2f}s, a CLI ban in {took_cli:.2f}s")
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_two_instances_share_bans_through_redis(
     tmp_path: Path, servers: list[Server], redis_server: RedisServer
 ) -> None:

@@ -35,6 +35,15 @@ if TYPE_CHECKING:
     from ..decision import Decision
 
 Clock = Callable[[], float]
+#: Changed networks laid over the compiled index at most (then it is compiled again whole), and
+#: the size of an index below which it is compiled again at every change (that costs little).
+OVERLAY_MAX = 1000
+#: Seconds a large index is kept past an expiry before it is compiled again without the expired
+#: bans (meanwhile every hit is checked against its ban's end).
+RECOMPILE_EVERY = 30.0
+#: Seconds after which a change is read as every ban again, not as the store's log of changes:
+#: what a writer that keeps no log (an older flask_allow on the same store) changed is caught up.
+REREAD_EVERY = 300.0
 
 
 class BanService:
@@ -61,6 +70,11 @@ class BanService:
         self.report = report or (lambda kind, message: None)
         self._lock = Lock()
         self._known: dict[Network, Ban] = {}
+        #: The networks whose ban changed since the index was last compiled whole: the overlay
+        #: (``Snapshot.extra`` and ``lifted``) is made of them.
+        self._touched: set[Network] = set()
+        self._compiled_at = -math.inf  # the clock when the index was last compiled whole
+        self._read_at = -math.inf  # when every ban was last read
         #: Changes made in this process not yet written to the store, in order.
         self._ops: list[tuple[str, Any]] = []
         #: client network's key (or an IPv4 client's text) -> [weight, last reason] counted since
@@ -154,6 +168,7 @@ class BanService:
         made = Ban(network, moment(now), None if seconds == 0 else moment(now + seconds), reason, strikes, source)
         with self._lock:
             self._known[network] = made
+            self._touched.add(network)
             self._ops.append(("put", made))
             old = self.snapshot
             extra = [b for b in (old.extra.bans if old.extra is not None else ()) if b.network != network]
@@ -170,6 +185,7 @@ class BanService:
             old = self.snapshot
             was = any(b.network == network for b in old.active())
             self._known.pop(network, None)
+            self._touched.add(network)
             self._ops.append(("remove", network))
             extra = [b for b in (old.extra.bans if old.extra is not None else ()) if b.network != network]
             lifted = old.lifted | {network}
@@ -200,7 +216,7 @@ class BanService:
     def sync(self, raise_errors: bool = False) -> float | None:
         """One round with the store; returns the seconds until the next (an expiry may be sooner)."""
         now = self.clock()
-        rebuild = False
+        rebuild = False  # compile whole: the bans were read whole
         try:
             if self.down:
                 self.store.ping()
@@ -209,17 +225,30 @@ class BanService:
             self._push()
             version = self.store.version()
             if version != self._version:
-                bans = self.store.active(now)
+                whole = self._version is None or now - self._read_at >= REREAD_EVERY
+                changes = None if whole else self.store.changes(self._version)  # type: ignore[arg-type]
+                if changes is None:  # read whole: the store cannot say what changed since (or it is time)
+                    full = {b.network: b for b in self.store.active(now)}
+                    self._read_at = now
                 with self._lock:
-                    known = {b.network: b for b in bans}
+                    if changes is None:
+                        known = full
+                        rebuild = True
+                    else:  # only what changed, on top of what is known (and then in the overlay)
+                        known = self._known
+                        for network, ban in changes:
+                            if ban is None:
+                                known.pop(network, None)
+                            else:
+                                known[network] = ban
+                            self._touched.add(network)
                     for op, what in self._ops:  # made here meanwhile: not in what was read
                         if op == "put":
                             known[what.network] = what
-                        else:
+                        elif op == "remove":
                             known.pop(what, None)
                     self._known = known
                     self._version = version
-                rebuild = True
             if self.down:
                 self.down = False
                 self.logger.warning("flask_allow: the ban store %s can be reached again", self._name())
@@ -228,10 +257,22 @@ class BanService:
                 raise
             self._outage(exc)
             self._flush_locally(now)
-        snapshot = self.snapshot
-        if rebuild or snapshot.extra is not None or snapshot.lifted or now >= snapshot.compiled.earliest:
-            self._rebuild(now)
-        earliest = self.snapshot.compiled.earliest - self.clock()
+        compiled = self.snapshot.compiled
+        expired = now >= compiled.earliest
+        small = len(compiled.bans) < OVERLAY_MAX  # compiled again whole at every change: cheap
+        if (
+            rebuild
+            or len(self._touched) > OVERLAY_MAX
+            or (small and (self._touched or expired))
+            or (expired and now - self._compiled_at >= RECOMPILE_EVERY)
+        ):
+            self._rebuild(now, whole=True)
+        elif self._touched:
+            self._rebuild(now, whole=False)
+        compiled = self.snapshot.compiled
+        if compiled.earliest <= self.clock():  # kept past an expiry: every hit is checked against its end
+            return None
+        earliest = compiled.earliest - self.clock()
         return max(0.0, min(self.settings.sync_interval, earliest)) if math.isfinite(earliest) else None
 
     def _name(self) -> str:
@@ -331,25 +372,31 @@ class BanService:
             self.ban(client, ttl, why, source="autoban", strikes=counted)
             self.logger.warning("flask_allow: banned %s for %gs (%s)", client, ttl, why)
 
-    def _rebuild(self, now: float) -> None:
-        with self._lock:
-            bans = [b for b in self._known.values() if b.active(now)]
-        if len(bans) >= ELSEWHERE_MIN:
-            with built_elsewhere():
+    def _rebuild(self, now: float, whole: bool) -> None:
+        """Swap in a new snapshot: the index compiled whole from the known bans, or (``whole``
+        False) the current index with the changed networks laid over it."""
+        if whole:
+            with self._lock:
+                bans = [b for b in self._known.values() if b.active(now)]
+                self._touched = set()  # what changes while compiling is laid over the new index
+            if len(bans) >= ELSEWHERE_MIN:
+                with built_elsewhere():
+                    compiled = Compiled(bans, self._exempt + self._proxies)
+            else:
                 compiled = Compiled(bans, self._exempt + self._proxies)
+            self._compiled_at = now
         else:
-            compiled = Compiled(bans, self._exempt + self._proxies)
+            compiled = self.snapshot.compiled
         with self._lock:
-            # changes made here while building are kept on top of the new index
-            snapshot, known, built = self.snapshot, self._known, set(compiled.bans)
-            made_since = [
-                b
-                for b in (snapshot.extra.bans if snapshot.extra else ())
-                if b not in built and known.get(b.network) == b
-            ]
-            lifted = frozenset(b.network for b in compiled.bans if known.get(b.network) != b)
-            extra = Compiled(made_since, self._exempt) if made_since else None
-            self._swap(Snapshot(compiled, self.clock, extra, lifted))
+            known, extra, lifted = self._known, [], set()
+            for network in self._touched:
+                ban, was = known.get(network), compiled.ban_for(network)
+                if ban is not None and ban != was and ban.active(now):
+                    extra.append(ban)
+                if was is not None and ban != was:
+                    lifted.add(network)
+            over = Compiled(extra, self._exempt + self._proxies) if extra else None
+            self._swap(Snapshot(compiled, self.clock, over, frozenset(lifted)))
 
     def _swap(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -367,7 +414,7 @@ class BanService:
         """Never ban nor count the trusted proxies (the rules compiled them)."""
         if list(spans) != self._proxies:
             self._proxies = list(spans)
-            self._rebuild(self.clock())
+            self._rebuild(self.clock(), whole=True)
 
     def close(self) -> None:
         self.task.stop()

@@ -53,6 +53,10 @@ class Compiled:
         fast = c_lookup(index, _LABELS, other) if self.bans else None
         self.find: Callable[[str], bool | None] = fast or other
 
+    def ban_for(self, network: Network) -> Ban | None:
+        """The ban of exactly ``network`` in this index, or None."""
+        return self.by_length.get((network.version, network.prefixlen), {}).get(int(network.network_address))
+
     def covering(self, key: tuple[int, int]) -> Iterable[Ban]:
         """The bans whose network holds the address ``key``, longest prefix first."""
         family, value = key
@@ -85,8 +89,10 @@ class Snapshot:
         self.lifted = lifted
         self.find = compiled.find
         self.trusted_until: float = -math.inf if lifted else compiled.earliest
-        #: The active bans' count when built (what ``len(allow.bans())`` gives, without a store).
-        self.size = len(compiled.bans) + (len(extra.bans) if extra is not None else 0)
+        #: The active bans' count when built (what ``len(allow.bans())`` gives, without a store); a
+        #: large index kept past a ban's end counts it until compiled again (``RECOMPILE_EVERY``).
+        gone = sum(1 for network in lifted if compiled.ban_for(network) is not None)
+        self.size = len(compiled.bans) - gone + (len(extra.bans) if extra is not None else 0)
 
     @classmethod
     def build(cls, bans: Sequence[Ban], exempt: Sequence[Span], clock: Callable[[], float]) -> Snapshot:

@@ -70,6 +70,12 @@ class BanStore(ABC):
         ``policy.forget`` of that ban's ttl): returns ``client -> (counted, bans so far)``.
         """
 
+    def changes(self, since: str) -> list[tuple[Network, Ban | None]] | None:
+        """The bans put (a ``Ban``) and lifted (None) since ``version()`` gave ``since``, oldest
+        first (it may hold changes made after the version read last: applying one twice is
+        harmless); None when the store cannot say (then every ban is read again)."""
+        return None
+
     def offend(self, client: str, policy: AutobanPolicy, now: float) -> int:
         """Raise a client's count of bans by one, as reaching the limit in ``count`` does (for a ban
         made while this store could not be reached); returns the new count. A store that keeps

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import deque
 from collections.abc import Mapping
 
 from ..ban import Ban, Network
 from ..settings import AutobanPolicy
 from . import BanStore
+
+#: Changes kept for ``changes()``.
+KEEP = 10_000
 
 
 class MemoryStore(BanStore):
@@ -23,6 +27,9 @@ class MemoryStore(BanStore):
         self._offenses: dict[str, tuple[int, float]] = {}
         self._versions = itertools.count(1)
         self._version = 0
+        #: (version, network, ban or None) of the last ``KEEP`` changes, for ``changes()``.
+        self._log: deque[tuple[int, Network, Ban | None]] = deque()
+        self._trimmed = 0  # the last version dropped from the log
 
     def ping(self) -> None:
         return None
@@ -33,13 +40,29 @@ class MemoryStore(BanStore):
     def put(self, ban: Ban) -> None:
         with self._lock:
             self._bans[ban.network] = ban
-            self._version = next(self._versions)
+            self._changed(ban.network, ban)
 
     def remove(self, network: Network, now: float) -> bool:
         with self._lock:
-            self._version = next(self._versions)
+            self._changed(network, None)
             found = self._bans.pop(network, None)
             return found is not None and found.active(now)
+
+    def _changed(self, network: Network, ban: Ban | None) -> None:
+        self._version = next(self._versions)
+        self._log.append((self._version, network, ban))
+        if len(self._log) > KEEP:
+            self._trimmed = self._log.popleft()[0]
+
+    def changes(self, since: str) -> list[tuple[Network, Ban | None]] | None:
+        with self._lock:
+            try:
+                after = int(since)
+            except ValueError:
+                return None
+            if not self._trimmed <= after <= self._version:
+                return None
+            return [(network, ban) for version, network, ban in self._log if version > after]
 
     def active(self, now: float) -> list[Ban]:
         with self._lock:

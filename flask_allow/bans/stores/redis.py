@@ -1,9 +1,11 @@
 """Bans in Redis (``redis://HOST:PORT/DB``, ``rediss://``): shared by every instance of a fleet.
 
 redis-py is imported only when such a store is configured (the ``redis`` extra). The bans are
-one hash (network -> the ban as JSON), read whole when the version key changed; a change is also
-published on a channel. Counters are counted by one Lua script (INCRBY, PEXPIRE on the first
-count, reset and count the ban at the limit), so the workers of every instance add up exactly.
+one hash (network -> the ban as JSON); each change is written by one Lua script that also logs it
+in a stream (the last ``KEEP``), makes the version ``epoch:seq`` and publishes it on a channel, so
+a process reads only what changed since its version (or every ban, when the log cannot say).
+Counters are counted by one Lua script (INCRBY, PEXPIRE on the first count, reset and count the
+ban at the limit), so the workers of every instance add up exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..ban import Ban, Network
+from ..ban import Ban, Network, network_of
 from ..settings import AutobanPolicy
 from . import BanStore, StoreError
 
@@ -57,6 +59,44 @@ redis.call('PEXPIRE', okey, math.floor((bantime + max_ttl) * 1000))
 return offenses
 """
 
+# KEYS: bans hash, epoch, seq, version, log; ARGV: network, data ("" to lift), keep, a new epoch,
+# channel. Puts or lifts the ban, logs it as change number seq (the log's entry "seq-1"), makes
+# "epoch:seq" the version and announces it; returns the ban there was.
+CHANGE = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[2], epoch)
+end
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+local seq = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], seq .. '-1', 'n', ARGV[1], 'd', ARGV[2])
+redis.call('SET', KEYS[4], epoch .. ':' .. seq)
+redis.call('PUBLISH', ARGV[5], 'changed')
+return old
+"""
+
+# KEYS: epoch, seq, log; ARGV: the epoch and seq of a version. The changes since, as network,
+# data pairs; false when the log cannot say (another epoch: a server emptied; trimmed).
+CHANGES = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+local after = tonumber(ARGV[2])
+if after > seq then return false end
+if after == seq then return {} end
+local entries = redis.call('XRANGE', KEYS[3], (after + 1) .. '-1', seq .. '-1')
+if #entries ~= seq - after then return false end
+local out = {}
+for _, entry in ipairs(entries) do
+  table.insert(out, entry[2][2])
+  table.insert(out, entry[2][4])
+end
+return out
+"""
+#: Changes kept in the log for ``changes()`` (a process further behind reads every ban again).
+KEEP = 10_000
+
 # KEYS[1]: the bans hash; ARGV: network, data pairs of expired bans, deleted only if unchanged.
 FORGET = """
 for i = 1, #ARGV, 2 do
@@ -83,6 +123,8 @@ class RedisStore(BanStore):
         self._count = self.client.register_script(COUNT)
         self._forget = self.client.register_script(FORGET)
         self._offend = self.client.register_script(OFFEND)
+        self._change = self.client.register_script(CHANGE)
+        self._changes = self.client.register_script(CHANGES)
         self.channel = PREFIX + "changes"
 
     def _run(self, work: Any) -> Any:
@@ -102,30 +144,28 @@ class RedisStore(BanStore):
         found = self._run(lambda r: r.get(PREFIX + "version"))
         return "0" if found is None else found.decode()
 
-    def _changed(self, pipe: Any) -> None:
-        # a new random token, not a counter: a restarted (emptied) server never repeats an old one
-        pipe.set(PREFIX + "version", uuid.uuid4().hex)
-        pipe.publish(self.channel, b"changed")
+    def _write(self, network: Network, data: str) -> Any:
+        keys = [PREFIX + name for name in ("bans", "epoch", "seq", "version", "log")]
+        args: list[Any] = [str(network), data, KEEP, uuid.uuid4().hex, self.channel]
+        return self._run(lambda r: self._change(keys=keys, args=args))
 
     def put(self, ban: Ban) -> None:
-        def work(r: Any) -> None:
-            pipe = r.pipeline(transaction=True)
-            pipe.hset(PREFIX + "bans", str(ban.network), json.dumps(ban.to_dict()))
-            self._changed(pipe)
-            pipe.execute()
-
-        self._run(work)
+        self._write(ban.network, json.dumps(ban.to_dict()))
 
     def remove(self, network: Network, now: float) -> bool:
-        def work(r: Any) -> bool:
-            pipe = r.pipeline(transaction=True)
-            pipe.hget(PREFIX + "bans", str(network))
-            pipe.hdel(PREFIX + "bans", str(network))
-            self._changed(pipe)
-            found = pipe.execute()[0]
-            return found is not None and Ban.from_dict(json.loads(found)).active(now)
+        found = self._write(network, "")
+        return found is not None and Ban.from_dict(json.loads(found)).active(now)
 
-        return bool(self._run(work))
+    def changes(self, since: str) -> list[tuple[Network, Ban | None]] | None:
+        epoch, _, seq = since.partition(":")
+        if not seq.isdigit():  # "0" (nothing written yet) or another version's token
+            return None
+        keys = [PREFIX + name for name in ("epoch", "seq", "log")]
+        found = self._run(lambda r: self._changes(keys=keys, args=[epoch, seq]))
+        if found is None:
+            return None
+        pairs = [(found[i].decode(), found[i + 1].decode()) for i in range(0, len(found), 2)]
+        return [(network_of(n), Ban.from_dict(json.loads(d)) if d else None) for n, d in pairs]
 
     def active(self, now: float) -> list[Ban]:
         rows = self._run(lambda r: r.hgetall(PREFIX + "bans"))

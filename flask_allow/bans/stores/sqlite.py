@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ..ban import Ban, Network
+from ..ban import Ban, Network, network_of
 from ..settings import AutobanPolicy
 from . import BanStore, StoreError
 
@@ -26,7 +26,11 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS counters_expires ON counters (expires);
 CREATE INDEX IF NOT EXISTS offenses_expires ON offenses (expires);
 INSERT OR IGNORE INTO meta VALUES ('version', 0);
+CREATE TABLE IF NOT EXISTS changes (version INTEGER PRIMARY KEY, network TEXT NOT NULL, data TEXT);
+INSERT OR IGNORE INTO meta SELECT 'trimmed', value FROM meta WHERE name = 'version';
 """
+#: Changes kept for ``changes()`` (a process further behind reads every ban again).
+KEEP = 10_000
 #: Seconds a writer waits for another process's transaction.
 BUSY_TIMEOUT = 5.0
 
@@ -69,8 +73,44 @@ class SQLiteStore(BanStore):
         return str(self._run(lambda db: db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()[0]))
 
     @staticmethod
-    def _bump(db: sqlite3.Connection) -> None:
+    def _bump(db: sqlite3.Connection, network: Network, ban: Ban | None) -> None:
+        """A new version, and the change it is (in the caller's transaction)."""
         db.execute("UPDATE meta SET value = value + 1 WHERE name = 'version'")
+        (version,) = db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+        data = None if ban is None else json.dumps(ban.to_dict())
+        db.execute("INSERT OR REPLACE INTO changes VALUES (?, ?, ?)", (version, str(network), data))
+        if version % 100 == 0:  # trimmed now and then, not at every change
+            db.execute("DELETE FROM changes WHERE version <= ?", (version - KEEP,))
+            db.execute("UPDATE meta SET value = MAX(value, ?) WHERE name = 'trimmed'", (version - KEEP,))
+
+    def changes(self, since: str) -> list[tuple[Network, Ban | None]] | None:
+        try:
+            after = int(since)
+        except ValueError:
+            return None
+
+        def work(db: sqlite3.Connection) -> list[tuple[str, str | None]] | None:
+            db.execute("BEGIN")  # one snapshot of the file (WAL) for the three reads
+            try:
+                meta = dict(db.execute("SELECT name, value FROM meta WHERE name IN ('version', 'trimmed')").fetchall())
+                if not meta.get("trimmed", after + 1) <= after <= meta.get("version", -1):
+                    return None  # trimmed away, or another file's version
+                rows = db.execute(
+                    "SELECT network, data FROM changes WHERE version > ? AND version <= ? ORDER BY version",
+                    (after, meta["version"]),
+                ).fetchall()
+                if len(rows) != meta["version"] - after:  # a version without its change: a writer
+                    return None  # that keeps no log (an older flask_allow on the same file)
+                return [(network, data) for network, data in rows]
+            finally:
+                db.execute("COMMIT")
+
+        rows = self._run(work)
+        if rows is None:
+            return None
+        return [
+            (network_of(network), None if data is None else Ban.from_dict(json.loads(data))) for network, data in rows
+        ]
 
     def put(self, ban: Ban) -> None:
         def work(db: sqlite3.Connection) -> None:
@@ -80,7 +120,7 @@ class SQLiteStore(BanStore):
                     "INSERT OR REPLACE INTO bans VALUES (?, ?, ?)",
                     (str(ban.network), ban.until_ts, json.dumps(ban.to_dict())),
                 )
-                self._bump(db)
+                self._bump(db, ban.network, ban)
 
         self._run(work)
 
@@ -92,7 +132,7 @@ class SQLiteStore(BanStore):
                     "DELETE FROM bans WHERE network = ? AND (until IS NULL OR until > ?)", (str(network), now)
                 ).rowcount
                 db.execute("DELETE FROM bans WHERE network = ?", (str(network),))
-                self._bump(db)
+                self._bump(db, network, None)
                 return found > 0
 
         return bool(self._run(work))
