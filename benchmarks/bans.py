@@ -54,12 +54,8 @@ def sync_after_one_ban(uri: str, count: int) -> tuple[float, float]:
     import logging
 
     from flask_allow.bans import BanService, BanSettings, store_from_string
-    from flask_allow.bans.ban import Ban, moment, network_of
 
-    store = store_from_string(uri)
-    now = time.time()
-    for i in range(count):
-        store.put(Ban(network_of(_net(i)), moment(now), moment(now + 3600), "", 0, "benchmark"))
+    store = fill_store(uri, count)
     errors: list[Any] = []
     settings = BanSettings.from_config({"ALLOW_BANS": True, "ALLOW_BAN_EXEMPT": []}, errors)
     one, two = (BanService(settings, store_from_string(uri), logging.getLogger("benchmark")) for _ in range(2))
@@ -81,6 +77,18 @@ def sync_after_one_ban(uri: str, count: int) -> tuple[float, float]:
     return found[0], found[1]
 
 
+def fill_store(uri: str, count: int) -> Any:
+    """The store at ``uri`` holding ``count`` bans of an hour (a /24 each), open."""
+    from flask_allow.bans import store_from_string
+    from flask_allow.bans.ban import Ban, moment, network_of
+
+    store = store_from_string(uri)
+    now = time.time()
+    for i in range(count):
+        store.put(Ban(network_of(_net(i)), moment(now), moment(now + 3600), "", 0, "benchmark"))
+    return store
+
+
 def main() -> None:
     args = common.arguments(__doc__.splitlines()[0])
     rounds, batch, count = (3, 100, 1000) if args.quick else (40, 1000, 10_000)
@@ -94,17 +102,20 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         memory = {"ALLOW_BAN_STORE": "memory", "ADDRESS_RESTRICTION": [{"DENY": "banned"}, *ten_rules()]}
+        # the bans written to a store first, as another process would: the app reads them whole at
+        # start and compiles one index (bans made in the app itself would be laid over it until a sync)
+        stored = f"sqlite:///{tmp}/active.sqlite3"
+        fill_store(stored, count).close()
         apps: dict[str, Flask] = {
             "10 rules": hello_app("plain", {"ADDRESS_RESTRICTION": ten_rules()}),
-            f"banned first + {count:,} bans": hello_app("bans", {**memory, "ALLOW_BANS": True}),
+            f"banned first + {count:,} bans": hello_app(
+                "bans", {**memory, "ALLOW_BAN_STORE": stored, "ALLOW_BANS": True}
+            ),
             "banned first + auto-ban counting": hello_app(
                 "auto", {**memory, "ALLOW_AUTOBAN": {"status": [200], "limit": 10**9}}
             ),
         }
         service = apps[f"banned first + {count:,} bans"].extensions["flask_allow"].bans
-        for network in (_net(i) for i in range(count)):
-            service.ban(network, 3600)
-        service.sync()
         assert service.snapshot.size == count and service.snapshot.extra is None
 
         for name, app in apps.items():
