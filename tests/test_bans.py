@@ -143,7 +143,7 @@ def test_responses_are_counted_by_client_and_the_exempt_never(make_app: MakeApp)
     assert status(app, "203.0.113.1", "/missing") == 404  # once: below the limit
     service.sync()
     assert sorted(str(b.network) for b in service.bans()) == ["198.51.100.9/32", "2001:db8:5::/64"]
-    assert service._pending == {}
+    assert not service._events
 
 
 def test_behind_a_proxy_the_client_is_counted_never_the_proxy(make_app: MakeApp) -> None:

@@ -1,6 +1,7 @@
 """The bans of one app in one process: the snapshot the requests search, and the sync task.
 
-Requests only read ``snapshot`` (one attribute) and append to ``pending`` (counting). Everything
+Requests only read ``snapshot`` (one attribute) and append to ``_events`` (counting: one
+``deque.append``, no lock). Everything
 that talks to the store runs in the background task of each process (started again after a
 fork): it writes the changes made here, adds up the counts, reads the bans when the store's
 version changed, and swaps a new snapshot in. A store that cannot be reached keeps the last
@@ -13,7 +14,7 @@ import logging
 import math
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from threading import Lock
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,9 @@ RECOMPILE_EVERY = 30.0
 #: Seconds after which a change is read as every ban again, not as the store's log of changes:
 #: what a writer that keeps no log (an older flask_allow on the same store) changed is caught up.
 REREAD_EVERY = 300.0
+#: Counts that wait for the next sync at least (``ALLOW_BAN_MAX_TRACKED`` when larger); past it
+#: the oldest are dropped. One process does not answer this many requests in a sync interval.
+EVENTS_MIN = 100_000
 
 
 class BanService:
@@ -77,9 +81,12 @@ class BanService:
         self._read_at = -math.inf  # when every ban was last read
         #: Changes made in this process not yet written to the store, in order.
         self._ops: list[tuple[str, Any]] = []
-        #: client network's key (or an IPv4 client's text) -> [weight, last reason] counted since
-        #: the last sync (oldest first).
-        self._pending: OrderedDict[tuple[int, int] | str, list[Any]] = OrderedDict()
+        #: (client key or an IPv4 client's text, weight, reason) counted since the last sync, oldest
+        #: first: requests append (atomic, no lock), the sync takes them from the left.
+        self._events: deque[tuple[tuple[int, int] | str, int, str]] = deque(
+            maxlen=max(settings.max_tracked, EVENTS_MIN)
+        )
+        self._count = self._events.append
         #: Counts made while the store was down, added to it when it is back.
         self._unsent: OrderedDict[str, int] = OrderedDict()
         self._fallback = MemoryStore()
@@ -116,7 +123,7 @@ class BanService:
         when nothing is counted (no policy, an exempt client or a trusted proxy)."""
         if self.policy is None or key is None or self.snapshot.is_exempt(key):
             return False
-        self._add(key, weight, reason)
+        self._count((key, weight, reason))
         return True
 
     def count_response(self, decision: Decision, response: Response, app: object = None) -> None:
@@ -130,23 +137,25 @@ class BanService:
             client = decision.client
             address = client.address
             if ":" not in address:
-                self._add(address, 1, reason)
+                self._count((address, 1, reason))
                 return
             key = client.key
             if key is not None and not self.snapshot.is_exempt(key):
-                self._add(key, 1, reason)
+                self._count((key, 1, reason))
 
-    def _add(self, client: tuple[int, int] | str, weight: int, reason: str) -> None:
-        """Add to a client's count since the last sync (the oldest client dropped past the bound):
-        a key (an IPv6 one counted by its network) or an IPv4 address's text."""
-        if type(client) is tuple and client[0] == 6:  # made text in the sync, not here
-            shift = self._shift_v6
-            client = (6, client[1] >> shift << shift)
-        pending = self._pending
-        with self._lock:
+    def _pending(self) -> OrderedDict[tuple[int, int] | str, list[Any]]:
+        """Take the counts made since the last sync, added up per client (an IPv6 one by its
+        network), the most recently counted last; past ``ALLOW_BAN_MAX_TRACKED`` clients the
+        least recently counted are dropped."""
+        events, shift, bound = self._events, self._shift_v6, self._max_tracked
+        pending: OrderedDict[tuple[int, int] | str, list[Any]] = OrderedDict()
+        for _ in range(len(events)):  # popleft is atomic: what requests append meanwhile waits
+            client, weight, reason = events.popleft()
+            if type(client) is tuple and client[0] == 6:
+                client = (6, client[1] >> shift << shift)
             entry = pending.get(client)
             if entry is None:
-                if len(pending) >= self._max_tracked:
+                if len(pending) >= bound:
                     pending.popitem(last=False)
                 pending[client] = [weight, reason]
             else:
@@ -154,6 +163,7 @@ class BanService:
                 if reason:
                     entry[1] = reason
                 pending.move_to_end(client)
+        return pending
 
     # -- the API -----------------------------------------------------------
 
@@ -309,8 +319,8 @@ class BanService:
                     self._ops.pop(0)
 
     def _take(self) -> tuple[dict[str, int], dict[str, str]]:
+        pending = self._pending()
         with self._lock:
-            pending, self._pending = self._pending, OrderedDict()
             unsent, self._unsent = self._unsent, OrderedDict()
         counts = dict(unsent)
         reasons = {}
