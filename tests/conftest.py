@@ -77,6 +77,18 @@ def flask_allow_command(
 #: Published blocklists kept next to the repository (see its SOURCES.md); FLASK_ALLOW_BLOCKLISTS
 #: names them from elsewhere (a git worktree, an unpacked sdist).
 BLOCKLISTS = Path(os.environ.get("FLASK_ALLOW_BLOCKLISTS") or REPO_ROOT.parent / "shared" / "blocklists")
+
+
+def require_blocklists(path: Path = BLOCKLISTS) -> Path:
+    """``path`` (the blocklists, or one of them); absent, the test fails in CI and is skipped elsewhere."""
+    if not path.exists():  # beside the repository; not in an unpacked sdist or a clone elsewhere
+        reason = f"the published blocklists are not at {path} (set FLASK_ALLOW_BLOCKLISTS)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
 #: What building the package needs, relative to the repository (``package_source``).
 PACKAGE_FILES = ("setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in")
 

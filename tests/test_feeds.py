@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import trustme
-from conftest import BLOCKLISTS, MakeApp, checkout_environ, flask_allow_command, get, status
+from conftest import BLOCKLISTS, MakeApp, checkout_environ, flask_allow_command, get, require_blocklists, status
 from feed_server import Answer, FeedServer
 from test_live import Recorder, eventually, networks
 
@@ -225,8 +225,8 @@ def test_trusted_proxies_from_a_feed(make_app: MakeApp, tls_server: FeedServer, 
     assert via("192.0.2.1", "198.51.100.1") == 200  # not an edge: the header is not believed
 
 
-@pytest.mark.skipif(not BLOCKLISTS.is_dir(), reason=f"the published blocklists are not in {BLOCKLISTS}")
 def test_the_shipped_blocklists_served_as_feeds(make_app: MakeApp, server: FeedServer, tmp_path: Path) -> None:
+    require_blocklists()
     names = ["firehol_level1.netset", "drop.txt", "dropv6.txt", "tor_exits.ipset"]
     urls = [server.answer(f"/{name}", BLOCKLISTS / name) for name in names]
     app = make_app(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BLOCKLISTS, REPO_ROOT, MakeApp, flask_allow_command, status, warnings_of
+from conftest import BLOCKLISTS, REPO_ROOT, MakeApp, flask_allow_command, require_blocklists, status, warnings_of
 from flask import Flask
 
 from flask_allow import Client, ConfigError, FlaskAllow, Matcher, clookup, hookimpl
@@ -22,12 +21,7 @@ NO_DNS = {"ALLOW_DNS_NAMESERVERS": ["127.0.0.1"], "ALLOW_DNS_PORT": 9, "ALLOW_DN
 
 
 def firehol() -> Path:
-    if not FIREHOL.is_file():  # beside the repository; not in an unpacked sdist or a worktree
-        reason = f"the published FireHOL level1 list is not at {FIREHOL} (set FLASK_ALLOW_BLOCKLISTS)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return FIREHOL
+    return require_blocklists(FIREHOL)
 
 
 class Even(Matcher):

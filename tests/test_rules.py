@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BLOCKLISTS, MakeApp, get, status, warnings_of
+from conftest import BLOCKLISTS, MakeApp, get, require_blocklists, status, warnings_of
 from flask import Flask
 
 from flask_allow import Client, ConfigError, FlaskAllow, Matcher, MatchError, hookimpl
@@ -225,13 +225,13 @@ class _Reference:
 
 def _blocklists() -> list[Any]:
     if not BLOCKLISTS.is_dir():
-        reason = f"the published blocklists are not beside the repository (looked in {BLOCKLISTS})"
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="absent")]
+        return [pytest.param(None, id="absent")]  # the test fails in CI, is skipped elsewhere
     return [pytest.param(p, id=p.name) for p in sorted(BLOCKLISTS.iterdir()) if p.is_file() and p.suffix != ".md"]
 
 
 @pytest.mark.parametrize("path", _blocklists())
 def test_published_blocklists_load_as_they_are(tmp_path: Path, path: Path) -> None:
+    require_blocklists(path or BLOCKLISTS)
     entries = _entries(path)
     networks = [ipaddress.ip_network(e) for e in entries]
     reference = _Reference(networks)
