@@ -357,3 +357,36 @@ def test_the_cli(tmp_path: Path) -> None:
     assert run("unban", "192.0.2.0/24").returncode == 0
     assert run("unban", "192.0.2.0/24").returncode == 1
     assert run("ban", "192.0.2.1", "--ttl", "soon").returncode == 2
+
+
+def test_counts_waiting_for_a_sync_are_bounded_oldest_dropped() -> None:
+    """A counted response waits as one entry, at most max(ALLOW_BAN_MAX_TRACKED, EVENTS_MIN) of
+    them; the sync adds them up for at most ALLOW_BAN_MAX_TRACKED clients, the least recently
+    counted dropped first."""
+    import logging
+
+    from flask_allow.bans import service as service_module
+
+    config = {"ALLOW_AUTOBAN": {"status": [404], "limit": 10**6}, "ALLOW_BAN_MAX_TRACKED": 2, "ALLOW_BAN_EXEMPT": []}
+    errors: list[Any] = []
+    settings = BanSettings.from_config(config, errors)
+    assert not errors
+    service = BanService(settings, MemoryStore(), logging.getLogger("test"))
+    try:
+        oldest = (4, int(ipaddress.ip_address("198.51.100.1")))
+        service.count(oldest)
+        for _ in range(service_module.EVENTS_MIN):
+            service.count((4, int(ipaddress.ip_address("198.51.100.2"))))
+        assert len(service._events) == service_module.EVENTS_MIN
+        assert service._events[0][0] != oldest  # the oldest count was dropped
+        service._events.clear()
+        for last in (1, 2, 3, 2):
+            service.count((4, int(ipaddress.ip_address(f"198.51.100.{last}"))), reason=f"r{last}")
+        pending = service._pending()
+        assert [(str(ipaddress.ip_address(k[1])), v) for k, v in pending.items()] == [
+            ("198.51.100.3", [1, "r3"]),
+            ("198.51.100.2", [2, "r2"]),
+        ]
+        assert not service._events
+    finally:
+        service.close()

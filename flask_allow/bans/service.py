@@ -1,11 +1,11 @@
 """The bans of one app in one process: the snapshot the requests search, and the sync task.
 
 Requests only read ``snapshot`` (one attribute) and append to ``_events`` (counting: one
-``deque.append``, no lock). Everything
-that talks to the store runs in the background task of each process (started again after a
-fork): it writes the changes made here, adds up the counts, reads the bans when the store's
-version changed, and swaps a new snapshot in. A store that cannot be reached keeps the last
-known bans in force (their expiries honoured), counts locally, and is told all when it is back.
+``deque.append``, no lock). Everything that talks to the store runs in the background task of
+each process (started again after a fork): it writes the changes made here, adds up the counts,
+reads the bans when the store's version changed, and swaps a new snapshot in. A store that
+cannot be reached keeps the last known bans in force (their expiries honoured), counts locally,
+and is told all when it is back.
 """
 
 from __future__ import annotations
