@@ -5,8 +5,8 @@ Flask's test client sends the same GET to each app in turn (interleaved rounds, 
 not banned); the same with ``ALLOW_AUTOBAN`` counting (the client's responses are counted).
 Then the propagation time: a ban made in one process until another process (a second app on the
 same SQLite file; a second app on a real redis-server, when one is installed) denies the client;
-and how long another process's sync takes after one new ban among 100,000 (its changes read, and
-every ban read).
+how long another process's sync takes after one new ban among 100,000 (its changes read, and
+every ban read); and banning 2,000 and 20,000 networks in one app, in a loop and with ban_many().
 
     python benchmarks/bans.py [--quick] [--json PATH]
 """
@@ -116,7 +116,7 @@ def main() -> None:
             ),
         }
         service = apps[f"banned first + {count:,} bans"].extensions["flask_allow"].bans
-        assert service.snapshot.size == count and service.snapshot.extra is None
+        assert service.snapshot.size == count and not service.snapshot.layers
 
         for name, app in apps.items():
             if app.test_client().get("/", environ_base={"REMOTE_ADDR": CLIENT}).status_code != 200:
@@ -170,7 +170,48 @@ def main() -> None:
             f"Another process's sync after one new ban among {many:,}",
         )
         results["sync_after_one_ban"] = {row[0]: {"changes": row[1], "whole": row[2]} for row in sync_rows}
+        sizes = (200, 2000) if args.quick else (2000, 20_000)
+        bulk_rows = []
+        for size in sizes:
+            looped, together, looped_stored, together_stored = bulk_bans(f"sqlite:///{tmp}/bulk-{size}.sqlite3", size)
+            bulk_rows.append([f"{size:,}", looped, looped / size * 1e6, together, looped_stored, together_stored])
+        growth = (bulk_rows[1][2] / bulk_rows[0][2]) if bulk_rows[0][2] else float("nan")
+        common.table(
+            ["bans", "s, ban() in a loop", "µs per ban", "s, ban_many()", "s in the store: loop", "ban_many()"],
+            bulk_rows,
+            f"Banning in bulk in one app (SQLite, sync running); µs per ban grows {growth:.2f}x for 10x the bans"
+            " (O(n^2) would be 10x; goal <= 2x)",
+        )
+        results["bulk"] = {"rows": bulk_rows, "growth": growth}
     common.write_json(args.json, "bans", args, results)
+
+
+def bulk_bans(uri: str, count: int) -> tuple[float, float, float, float]:
+    """Seconds for ``count`` bans by ``ban()`` in a loop, and by one ``ban_many()`` (another app),
+    each with its sync thread running, as in a real app; then the seconds until each is written
+    to the store (in force in the other processes)."""
+    from flask_allow import FlaskAllow
+
+    found = []
+    for way in ("loop", "many"):
+        app = Flask(f"bulk-{way}")
+        app.config.update(ALLOW_BANS=True, ALLOW_BAN_STORE=f"{uri}-{way}", ADDRESS_RESTRICTION=[{"ALLOW": "all"}])
+        allow = FlaskAllow(app)
+        networks = [_net(i) for i in range(count)]
+        started = time.perf_counter()
+        if way == "loop":
+            for network in networks:
+                allow.ban(network, ttl=0)
+        else:
+            allow.ban_many(networks, ttl=0)
+        found.append(time.perf_counter() - started)
+        assert len(allow.bans()) == count
+        service = app.extensions["flask_allow"].bans
+        while service._ops:  # written to the store by the sync thread: wait, then close
+            time.sleep(0.05)
+        found.append(time.perf_counter() - started)
+        app.extensions["flask_allow"].close()
+    return found[0], found[2], found[1], found[3]
 
 
 def _net(i: int) -> str:

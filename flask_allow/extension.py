@@ -693,6 +693,20 @@ class FlaskAllow:
         seconds = None if ttl is None else ttl_seconds(ttl)
         return self._bans(app).ban(network_of(address_or_network), seconds, str(reason))
 
+    def ban_many(
+        self,
+        addresses_or_networks: Iterable[Any],
+        ttl: float | timedelta | None = None,
+        reason: str = "",
+        *,
+        app: Flask | None = None,
+    ) -> list[Ban]:
+        """Ban many addresses or networks as one change (a list from a file, say): like ``ban()``
+        for each, in the order given, but all or none: a bad or exempt one raises ``ValueError``
+        before any is banned."""
+        seconds = None if ttl is None else ttl_seconds(ttl)
+        return self._bans(app).ban_many([network_of(item) for item in addresses_or_networks], seconds, str(reason))
+
     def unban(self, address_or_network: Any, *, app: Flask | None = None) -> bool:
         """Lift the ban of exactly this address or network; whether it was banned (as this process knew)."""
         return self._bans(app).unban(network_of(address_or_network))

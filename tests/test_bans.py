@@ -51,6 +51,21 @@ def test_a_ban_by_hand_is_in_force_at_once_and_says_why(make_app: MakeApp) -> No
             allow.ban("not an address")
 
 
+def test_ban_many_from_the_app(make_app: MakeApp) -> None:
+    app = make_app(BANS)
+    allow: FlaskAllow = app.extensions["flask_allow"].extension
+    with app.app_context():
+        made = allow.ban_many(
+            ["192.0.2.0/24", ipaddress.ip_address("2001:db8::7")], ttl=timedelta(hours=1), reason="list"
+        )
+        assert [str(b.network) for b in made] == ["192.0.2.0/24", "2001:db8::7/128"]
+        assert all(b.reason == "list" and b.until is not None for b in made)
+        assert status(app, "192.0.2.1") == 403 and status(app, "2001:db8::7") == 403
+        with pytest.raises(ValueError, match="exempt"):
+            allow.ban_many(["198.51.100.1", "127.0.0.1"])
+        assert status(app, "198.51.100.1") == 200 and len(allow.bans()) == 2
+
+
 def test_the_implied_rule_comes_first_and_keeps_the_fast_path(make_app: MakeApp) -> None:
     app = make_app({**BANS, "ADDRESS_RESTRICTION": [{"ALLOW": "10.0.0.0/8"}, {"DENY": "all"}]})
     state = app.extensions["flask_allow"]

@@ -10,12 +10,13 @@ and is told all when it is back.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from threading import Lock
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from ..live import BackgroundTask
 from .ban import Ban, Network, moment, network_of
 from .listen import ChangeListener
 from .settings import BanSettings
-from .snapshot import Compiled, Snapshot, client_network, exempt_spans
+from .snapshot import Compiled, Layer, Snapshot, client_network, exempt_spans
 from .stores import BanStore, StoreError
 from .stores.memory import MemoryStore
 
@@ -39,6 +40,11 @@ Clock = Callable[[], float]
 #: Changed networks laid over the compiled index at most (then it is compiled again whole), and
 #: the size of an index below which it is compiled again at every change (that costs little).
 OVERLAY_MAX = 1000
+#: A whole index is compiled again at most once in this many times what compiling it took (at
+#: most a tenth of a process's time goes to it however fast the bans change).
+COMPILE_SPACING = 10.0
+#: Bans written to the store by one ``put_many`` at most.
+PUSH_MAX = 5000
 #: Seconds a large index is kept past an expiry before it is compiled again without the expired
 #: bans (meanwhile every hit is checked against its ban's end).
 RECOMPILE_EVERY = 30.0
@@ -78,9 +84,10 @@ class BanService:
         #: (``Snapshot.extra`` and ``lifted``) is made of them.
         self._touched: set[Network] = set()
         self._compiled_at = -math.inf  # the clock when the index was last compiled whole
+        self._compile_next = -math.inf  # ``time.monotonic()`` before which it is not compiled again
         self._read_at = -math.inf  # when every ban was last read
         #: Changes made in this process not yet written to the store, in order.
-        self._ops: list[tuple[str, Any]] = []
+        self._ops: deque[tuple[str, Any]] = deque()
         #: (client key or an IPv4 client's text, weight, reason) counted since the last sync, oldest
         #: first: requests append (atomic, no lock), the sync takes them from the left.
         self._events: deque[tuple[tuple[int, int] | str, int, str]] = deque(
@@ -169,39 +176,46 @@ class BanService:
 
     def ban(self, target: Any, ttl: float | None, reason: str = "", source: str = "api", strikes: int = 0) -> Ban:
         """Ban at once here, in the store at the next sync (woken now)."""
-        network = network_of(target)
-        first, last = int(network.network_address), int(network.broadcast_address)
-        if any(f == network.version and a <= first and last <= b for f, a, b in self._exempt + self._proxies):
-            raise ValueError(f"{network} is exempt from bans ({keys.ALLOW_BAN_EXEMPT} or {keys.ALLOW_TRUSTED_PROXIES})")
+        return self.ban_many([target], ttl, reason, source, strikes)[0]
+
+    def ban_many(
+        self, targets: Iterable[Any], ttl: float | None, reason: str = "", source: str = "api", strikes: int = 0
+    ) -> list[Ban]:
+        """Ban each of ``targets`` at once here, as one change (all or none: a bad or exempt one
+        raises ``ValueError`` before any is banned); in the store at the next sync (woken now)."""
+        networks = [network_of(target) for target in targets]
+        spared = self._exempt + self._proxies
+        for network in networks:
+            first, last = int(network.network_address), int(network.broadcast_address)
+            if any(f == network.version and a <= first and last <= b for f, a, b in spared):
+                raise ValueError(
+                    f"{network} is exempt from bans ({keys.ALLOW_BAN_EXEMPT} or {keys.ALLOW_TRUSTED_PROXIES})"
+                )
         now = self.clock()
         seconds = self.settings.ttl if ttl is None else ttl
-        made = Ban(network, moment(now), None if seconds == 0 else moment(now + seconds), reason, strikes, source)
-        with self._lock:
-            self._known[network] = made
-            self._touched.add(network)
-            self._ops.append(("put", made))
-            old = self.snapshot
-            extra = [b for b in (old.extra.bans if old.extra is not None else ()) if b.network != network]
-            self._swap(
-                Snapshot(old.compiled, self.clock, Compiled([*extra, made], self._exempt), old.lifted - {network})
-            )
-        self.task.wake()
-        return made
+        since, until = moment(now), None if seconds == 0 else moment(now + seconds)
+        made = {network: Ban(network, since, until, reason, strikes, source) for network in networks}
+        if made:
+            with self._lock:
+                self._known.update(made)
+                self._touched.update(made)
+                self._ops.extend(("put", ban) for ban in made.values())
+                self._swap(self.snapshot.changed(dict(made), spared))
+            self.task.wake()
+        return [made[network] for network in networks]
 
     def unban(self, target: Any) -> bool:
         """Lift the ban of exactly this network here at once, and in the store at the next sync."""
         network = network_of(target)
         with self._lock:
             old = self.snapshot
-            was = any(b.network == network for b in old.active())
+            was = old.ban_for(network)
             self._known.pop(network, None)
             self._touched.add(network)
             self._ops.append(("remove", network))
-            extra = [b for b in (old.extra.bans if old.extra is not None else ()) if b.network != network]
-            lifted = old.lifted | {network}
-            self._swap(Snapshot(old.compiled, self.clock, Compiled(extra, self._exempt) if extra else None, lifted))
+            self._swap(old.changed({network: None}, self._exempt + self._proxies))
         self.task.wake()
-        return was
+        return was is not None and was.active(self.clock())
 
     def bans(self) -> list[Ban]:
         """The bans in force in this process now (as last synced, with the changes made here)."""
@@ -227,6 +241,7 @@ class BanService:
         """One round with the store; returns the seconds until the next (an expiry may be sooner)."""
         now = self.clock()
         rebuild = False  # compile whole: the bans were read whole
+        arrived: list[Network] = []  # the networks another process changed (read as changes)
         try:
             if self.down:
                 self.store.ping()
@@ -252,6 +267,7 @@ class BanService:
                             else:
                                 known[network] = ban
                             self._touched.add(network)
+                            arrived.append(network)
                     for op, what in self._ops:  # made here meanwhile: not in what was read
                         if op == "put":
                             known[what.network] = what
@@ -267,18 +283,20 @@ class BanService:
                 raise
             self._outage(exc)
             self._flush_locally(now)
+        if arrived:
+            self._lay(arrived, now)
         compiled = self.snapshot.compiled
         expired = now >= compiled.earliest
         small = len(compiled.bans) < OVERLAY_MAX  # compiled again whole at every change: cheap
-        if (
-            rebuild
-            or len(self._touched) > OVERLAY_MAX
-            or (small and (self._touched or expired))
-            or (expired and now - self._compiled_at >= RECOMPILE_EVERY)
+        if rebuild or (
+            (
+                len(self._touched) > OVERLAY_MAX
+                or (small and (self._touched or expired))
+                or (expired and now - self._compiled_at >= RECOMPILE_EVERY)
+            )
+            and time.monotonic() >= self._compile_next
         ):
-            self._rebuild(now, whole=True)
-        elif self._touched:
-            self._rebuild(now, whole=False)
+            self._rebuild(now)
         compiled = self.snapshot.compiled
         if compiled.earliest <= self.clock():  # kept past an expiry: every hit is checked against its end
             return None
@@ -300,23 +318,32 @@ class BanService:
         self.report("ban_store", message)
 
     def _push(self) -> None:
-        """Write the changes made here, oldest first; one that fails stays for the next sync."""
+        """Write the changes made here, oldest first (the bans in a row together); what fails
+        stays for the next sync (written again: putting a ban twice does no harm)."""
         now = self.clock()
         while True:
             with self._lock:
                 if not self._ops:
                     return
-                op, what = self._ops[0]
+                first = self._ops[0]
+                done = [first]
+                if first[0] == "put":
+                    for later in itertools.islice(self._ops, 1, PUSH_MAX):
+                        if later[0] != "put":
+                            break
+                        done.append(later)
+            op, what = first
             if op == "put":
-                self.store.put(what)
+                self.store.put_many([ban for _, ban in done])
             elif op == "offend":  # a ban made here while the store was down: its count of bans
                 if self.policy is not None:
                     self.store.offend(what, self.policy, now)
             else:
                 self.store.remove(what, now)
             with self._lock:
-                if self._ops and self._ops[0] == (op, what):
-                    self._ops.pop(0)
+                for written in done:
+                    if self._ops and self._ops[0] == written:
+                        self._ops.popleft()
 
     def _take(self) -> tuple[dict[str, int], dict[str, str]]:
         pending = self._pending()
@@ -382,31 +409,45 @@ class BanService:
             self.ban(client, ttl, why, source="autoban", strikes=counted)
             self.logger.warning("flask_allow: banned %s for %gs (%s)", client, ttl, why)
 
-    def _rebuild(self, now: float, whole: bool) -> None:
-        """Swap in a new snapshot: the index compiled whole from the known bans, or (``whole``
-        False) the current index with the changed networks laid over it."""
-        if whole:
-            with self._lock:
-                bans = [b for b in self._known.values() if b.active(now)]
-                self._touched = set()  # what changes while compiling is laid over the new index
-            if len(bans) >= ELSEWHERE_MIN:
-                with built_elsewhere():
-                    compiled = Compiled(bans, self._exempt + self._proxies)
-            else:
-                compiled = Compiled(bans, self._exempt + self._proxies)
-            self._compiled_at = now
-        else:
-            compiled = self.snapshot.compiled
+    def _rebuild(self, now: float) -> None:
+        """Swap in a new snapshot: the index compiled whole from the known bans, with what
+        changed meanwhile laid over it. Not again before ``COMPILE_SPACING`` times what this one
+        took, unless the bans were read whole: a stream of changes (a loop of ``ban()``) is laid
+        over the index meanwhile, not compiled whole at every sync."""
+        started = time.monotonic()
         with self._lock:
-            known, extra, lifted = self._known, [], set()
+            bans = [b for b in self._known.values() if b.active(now)]
+            self._touched = set()  # what changes while compiling is laid over the new index
+        if len(bans) >= ELSEWHERE_MIN:
+            with built_elsewhere():
+                compiled = Compiled(bans, self._exempt + self._proxies)
+        else:
+            compiled = Compiled(bans, self._exempt + self._proxies)
+        self._compiled_at = now
+        with self._lock:
+            changes: dict[Network, Ban | None] = {}
             for network in self._touched:
-                ban, was = known.get(network), compiled.ban_for(network)
-                if ban is not None and ban != was and ban.active(now):
-                    extra.append(ban)
-                if was is not None and ban != was:
-                    lifted.add(network)
-            over = Compiled(extra, self._exempt + self._proxies) if extra else None
-            self._swap(Snapshot(compiled, self.clock, over, frozenset(lifted)))
+                ban, was = self._known.get(network), compiled.ban_for(network)
+                if ban != was:
+                    changes[network] = ban if ban is not None and ban.active(now) else None
+            layers = (Layer(changes, self._exempt + self._proxies),) if changes else ()
+            self._swap(Snapshot(compiled, self.clock, layers))
+        ended = time.monotonic()
+        self._compile_next = ended + COMPILE_SPACING * (ended - started)
+
+    def _lay(self, networks: Iterable[Network], now: float) -> None:
+        """Lay the known state of ``networks`` (changed by another process) over the snapshot."""
+        with self._lock:
+            snapshot, known = self.snapshot, self._known
+            changes: dict[Network, Ban | None] = {}
+            for network in networks:
+                ban = known.get(network)
+                if ban is not None and not ban.active(now):
+                    ban = None
+                if ban != snapshot.ban_for(network):
+                    changes[network] = ban
+            if changes:
+                self._swap(snapshot.changed(changes, self._exempt + self._proxies))
 
     def _swap(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -424,7 +465,7 @@ class BanService:
         """Never ban nor count the trusted proxies (the rules compiled them)."""
         if list(spans) != self._proxies:
             self._proxies = list(spans)
-            self._rebuild(self.clock(), whole=True)
+            self._rebuild(self.clock())
 
     def close(self) -> None:
         self.task.stop()

@@ -68,35 +68,80 @@ class Compiled:
                     yield found
 
 
-class Snapshot:
-    """The bans in force in this process: a compiled index, plus what changed here since.
+class Layer:
+    """Changes made after the index was compiled: the newest per network, a ``Ban`` or None
+    (lifted), with the index of those bans (immutable once built)."""
 
-    ``extra`` holds bans made in this process after the index was built and ``lifted`` the
-    networks unbanned since, so that ``ban()``/``unban()`` take effect at once without building
-    a large index in the request; the sync task then builds a whole new one.
+    __slots__ = ("changes", "compiled")
+
+    def __init__(self, changes: dict[Network, Ban | None], exempt: Sequence[Span]) -> None:
+        self.changes = changes
+        bans = [ban for ban in changes.values() if ban is not None]
+        self.compiled = Compiled(bans, exempt) if bans else None
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+
+class Snapshot:
+    """The bans in force in this process: a compiled index, and layers of what changed here since.
+
+    ``ban()``/``unban()`` take effect at once without compiling a large index in the request: each
+    change is a small layer over the index, and a layer no larger than the one after it is merged
+    into it (a binary counter), so a change costs O(log n) bans compiled, amortised, and a search
+    at most one per layer (about log2 of the changes; the sync task then compiles a whole index).
+    A newer layer's change of a network supersedes every older ban of exactly that network.
     """
 
     def __init__(
         self,
         compiled: Compiled,
         clock: Callable[[], float],
-        extra: Compiled | None = None,
-        lifted: frozenset[Network] = frozenset(),
+        layers: tuple[Layer, ...] = (),
+        *,
+        size: int | None = None,
+        shadows: bool | None = None,
     ) -> None:
         self.compiled = compiled
         self.clock = clock
-        self.extra = extra
-        self.lifted = lifted
+        #: Oldest first.
+        self.layers = layers
         self.find = compiled.find
-        self.trusted_until: float = -math.inf if lifted else compiled.earliest
+        #: The layers' searches, newest first (the layers holding only lifted bans have none).
+        self.finds = tuple(layer.compiled.find for layer in reversed(layers) if layer.compiled is not None)
+        if shadows is None:
+            shadows = any(compiled.ban_for(network) is not None for layer in layers for network in layer.changes)
+        #: Whether a layer changes a ban of the index (then no hit of the index is trusted as it is).
+        self.shadows = shadows
+        self.trusted_until: float = -math.inf if shadows else compiled.earliest
+        #: The earliest expiry of the bans in the index and the layers.
+        self.earliest: float = min(
+            [compiled.earliest, *(layer.compiled.earliest for layer in layers if layer.compiled is not None)]
+        )
         #: The active bans' count when built (what ``len(allow.bans())`` gives, without a store); a
         #: large index kept past a ban's end counts it until compiled again (``RECOMPILE_EVERY``).
-        gone = sum(1 for network in lifted if compiled.ban_for(network) is not None)
-        self.size = len(compiled.bans) - gone + (len(extra.bans) if extra is not None else 0)
+        if size is None:
+            effective: dict[Network, Ban | None] = {ban.network: ban for ban in compiled.bans}
+            for layer in layers:
+                effective.update(layer.changes)
+            size = sum(1 for ban in effective.values() if ban is not None)
+        self.size = size
 
     @classmethod
     def build(cls, bans: Sequence[Ban], exempt: Sequence[Span], clock: Callable[[], float]) -> Snapshot:
         return cls(Compiled(bans, exempt), clock)
+
+    def changed(self, changes: dict[Network, Ban | None], exempt: Sequence[Span]) -> Snapshot:
+        """This snapshot with ``changes`` laid over it (a ``Ban``, or None to lift one)."""
+        size = self.size
+        for network, ban in changes.items():
+            size += (ban is not None) - (self.ban_for(network) is not None)
+        shadows = self.shadows or any(self.compiled.ban_for(network) is not None for network in changes)
+        layers = [*self.layers, Layer(changes, exempt)]
+        while len(layers) > 1 and len(layers[-2]) <= len(layers[-1]):
+            newer = layers.pop()
+            layers[-1] = Layer({**layers[-1].changes, **newer.changes}, exempt)
+        return Snapshot(self.compiled, self.clock, tuple(layers), size=size, shadows=shadows)
 
     def is_exempt(self, key: tuple[int, int]) -> bool:
         return self.compiled.index.lookup(*key) == EXEMPT
@@ -104,8 +149,10 @@ class Snapshot:
     def banned_text(self, address: str) -> bool:
         """Whether the client with this address text is banned now (the request path: one search)."""
         if self.find(address) is None:
-            extra = self.extra
-            return extra is not None and extra.find(address) is not None and self._precise(parse_client(address))
+            for find in self.finds:
+                if find(address) is not None:
+                    return self._precise(parse_client(address))
+            return False
         if self.clock() < self.trusted_until:
             return True
         return self._precise(parse_client(address))
@@ -120,17 +167,27 @@ class Snapshot:
     def _precise(self, key: tuple[int, int] | None) -> bool:
         return key is not None and self.ban_of(key) is not None
 
+    def ban_for(self, network: Network) -> Ban | None:
+        """The ban of exactly ``network`` here (in force or not), or None."""
+        for layer in reversed(self.layers):
+            if network in layer.changes:
+                return layer.changes[network]
+        return self.compiled.ban_for(network)
+
     def ban_of(self, key: tuple[int, int]) -> Ban | None:
         """The ban in force for the address ``key`` (the one lasting longest), or None."""
         if self.compiled.index.lookup(*key) == EXEMPT:
             return None
         now = self.clock()
         best: Ban | None = None
-        for compiled in (self.compiled, self.extra):
+        layers = self.layers
+        for depth in range(len(layers), -1, -1):  # the newest layer first, the index last
+            compiled = layers[depth - 1].compiled if depth else self.compiled
             if compiled is None:
                 continue
+            newer = layers[depth:]
             for ban in compiled.covering(key):
-                if (ban.network in self.lifted and compiled is self.compiled) or not ban.active(now):
+                if not ban.active(now) or any(ban.network in layer.changes for layer in newer):
                     continue
                 if best is None or (best.until is not None and (ban.until is None or ban.until > best.until)):
                     best = ban
@@ -139,10 +196,10 @@ class Snapshot:
     def active(self) -> list[Ban]:
         """Every ban in force now, one per network (a ban made here since replaces the old one)."""
         now = self.clock()
-        found = {b.network: b for b in self.compiled.bans if b.network not in self.lifted and b.active(now)}
-        if self.extra is not None:
-            found.update((b.network, b) for b in self.extra.bans if b.active(now))
-        return list(found.values())
+        found: dict[Network, Ban | None] = {ban.network: ban for ban in self.compiled.bans}
+        for layer in self.layers:
+            found.update(layer.changes)
+        return [ban for ban in found.values() if ban is not None and ban.active(now)]
 
 
 def exempt_spans(entries: Iterable[str]) -> list[Span]:

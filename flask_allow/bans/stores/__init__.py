@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import ConfigError
@@ -25,6 +25,10 @@ SCHEMES: dict[str, str] = {
 }
 #: The SQLite file of the default store, in the app's instance folder.
 DEFAULT_FILE = "flask_allow_bans.sqlite3"
+
+
+#: Bans written together by ``put_many`` at most (one SQLite transaction, one Redis round trip).
+BATCH = 500
 
 
 class StoreError(Exception):
@@ -52,6 +56,11 @@ class BanStore(ABC):
     @abstractmethod
     def put(self, ban: Ban) -> None:
         """Make or replace the ban of ``ban.network``."""
+
+    def put_many(self, bans: Sequence[Ban]) -> None:
+        """Make or replace each ban, in order (a store may do it in fewer round trips)."""
+        for ban in bans:
+            self.put(ban)
 
     @abstractmethod
     def remove(self, network: Network, now: float) -> bool:

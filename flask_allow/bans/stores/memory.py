@@ -62,7 +62,13 @@ class MemoryStore(BanStore):
                 return None
             if not self._trimmed <= after <= self._version:
                 return None
-            return [(network, ban) for version, network, ban in self._log if version > after]
+            found = []
+            for version, network, ban in reversed(self._log):  # the newest first: O(the changes since)
+                if version <= after:
+                    break
+                found.append((network, ban))
+            found.reverse()
+            return found
 
     def active(self, now: float) -> list[Ban]:
         with self._lock:

@@ -11,12 +11,12 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..ban import Ban, Network, network_of
 from ..settings import AutobanPolicy
-from . import BanStore, StoreError
+from . import BATCH, BanStore, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bans (network TEXT PRIMARY KEY, until REAL, data TEXT NOT NULL);
@@ -113,16 +113,24 @@ class SQLiteStore(BanStore):
         ]
 
     def put(self, ban: Ban) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute(
-                    "INSERT OR REPLACE INTO bans VALUES (?, ?, ?)",
-                    (str(ban.network), ban.until_ts, json.dumps(ban.to_dict())),
-                )
-                self._bump(db, ban.network, ban)
+        self.put_many([ban])
 
-        self._run(work)
+    def put_many(self, bans: Sequence[Ban]) -> None:
+        """One transaction per ``BATCH`` bans (the file's write lock is never held long)."""
+        for at in range(0, len(bans), BATCH):
+            chunk = bans[at : at + BATCH]
+
+            def work(db: sqlite3.Connection, chunk: Sequence[Ban] = chunk) -> None:
+                with db:
+                    db.execute("BEGIN IMMEDIATE")
+                    for ban in chunk:
+                        db.execute(
+                            "INSERT OR REPLACE INTO bans VALUES (?, ?, ?)",
+                            (str(ban.network), ban.until_ts, json.dumps(ban.to_dict())),
+                        )
+                        self._bump(db, ban.network, ban)
+
+            self._run(work)
 
     def remove(self, network: Network, now: float) -> bool:
         def work(db: sqlite3.Connection) -> bool:
