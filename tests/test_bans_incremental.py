@@ -34,6 +34,18 @@ step = st.one_of(
 )
 
 
+def empty_store(kind: str, folder: Path, request: pytest.FixtureRequest, database: int) -> BanStore:
+    """An empty store of ``kind``: memory, a SQLite file in ``folder``, or a Redis database of the session's server."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return store_from_string(f"sqlite:///{folder}/b.sqlite3")
+    server = request.getfixturevalue("redis_server")
+    store = store_from_string(f"redis://127.0.0.1:{server.port}/{database}")
+    store.client.flushdb()  # type: ignore[attr-defined]  # every example from an empty database
+    return store
+
+
 def state_of(service: BanService) -> tuple[list[str], list[bool]]:
     bans = sorted(f"{b.network} {b.until}" for b in service.bans())
     return bans, [service.snapshot.banned_key(key) for key in PROBES]
@@ -48,15 +60,7 @@ def test_reading_the_changes_equals_reading_everything(
     monkeypatch.setattr(service_module, "OVERLAY_MAX", 3)
     monkeypatch.setattr(service_module, "RECOMPILE_EVERY", 10.0)
     with tempfile.TemporaryDirectory() as folder:
-        store: BanStore
-        if kind == "memory":
-            store = MemoryStore()
-        elif kind == "sqlite":
-            store = store_from_string(f"sqlite:///{folder}/b.sqlite3")
-        else:
-            server = request.getfixturevalue("redis_server")
-            store = store_from_string(f"redis://127.0.0.1:{server.port}/3")
-            store.client.flushdb()  # type: ignore[attr-defined]  # every example from an empty database
+        store = empty_store(kind, Path(folder), request, database=3)
         errors: list[Any] = []
         settings_ = BanSettings.from_config({"ALLOW_BANS": True, "ALLOW_BAN_EXEMPT": []}, errors)
         now = [1_000_000.0]
@@ -151,15 +155,7 @@ def test_bans_in_a_row_are_written_together(kind: str, tmp_path: Path, request: 
     Redis round trip per ``BATCH``), each of them a change the other processes read."""
     from flask_allow.bans.stores import BATCH
 
-    store: BanStore
-    if kind == "memory":
-        store = MemoryStore()
-    elif kind == "sqlite":
-        store = store_from_string(f"sqlite:///{tmp_path / 'b.sqlite3'}")
-    else:
-        server = request.getfixturevalue("redis_server")
-        store = store_from_string(f"redis://127.0.0.1:{server.port}/4")
-        store.client.flushdb()  # type: ignore[attr-defined]
+    store = empty_store(kind, tmp_path, request, database=4)
     errors: list[Any] = []
     settings_ = BanSettings.from_config({"ALLOW_BANS": True, "ALLOW_BAN_EXEMPT": []}, errors)
     one, two = (BanService(settings_, store, logging.getLogger("test")) for _ in range(2))
