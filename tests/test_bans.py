@@ -372,6 +372,11 @@ def test_the_cli(tmp_path: Path) -> None:
     assert run("unban", "192.0.2.0/24").returncode == 0
     assert run("unban", "192.0.2.0/24").returncode == 1
     assert run("ban", "192.0.2.1", "--ttl", "soon").returncode == 2
+    several = run("ban", "198.51.100.1", "2001:db8::/64", "--ttl", "10m")
+    assert several.returncode == 0 and several.stdout.count("banned ") == 2, several.stderr
+    assert run("ban", "203.0.113.1", "not-an-address").returncode == 2  # all or none
+    listed = {json.loads(line)["network"] for line in run("bans", "--json").stdout.splitlines()}
+    assert listed == {"198.51.100.1/32", "2001:db8::/64"}
 
 
 def test_counts_waiting_for_a_sync_are_bounded_oldest_dropped() -> None:

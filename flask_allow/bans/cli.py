@@ -59,16 +59,17 @@ def add_commands(group: AppGroup) -> None:
     """Add the ban commands to the ``flask allow`` group."""
 
     @group.command("ban")
-    @click.argument("target", metavar="ADDRESS|NETWORK")
+    @click.argument("targets", nargs=-1, required=True, metavar="ADDRESS|NETWORK...")
     @click.option("--ttl", default=None, help="How long: 90, 30s, 10m, 1h, 2d, 1w; 0 = until unbanned (ALLOW_BAN_TTL).")
     @click.option("--reason", default="", help="Why, shown in denials and the access log.")
-    def ban_command(target: str, ttl: str | None, reason: str) -> None:
-        """Ban an address or network in the configured store (every worker and instance)."""
-        network = _network(target)
+    def ban_command(targets: tuple[str, ...], ttl: str | None, reason: str) -> None:
+        """Ban addresses or networks in the configured store (every worker and instance): all of
+        them or, when one is not an address or is exempt, none."""
+        networks = [_network(target) for target in targets]
         service = _service()
         seconds = service.settings.ttl if ttl is None else parse_ttl(ttl)
         try:
-            made = service.ban(network, seconds, reason, source="cli")
+            made = service.ban_many(networks, seconds, reason, source="cli")
         except ValueError as exc:
             click.echo(f"Error: {exc}", err=True)
             raise SystemExit(EXIT_USAGE) from None
@@ -76,7 +77,8 @@ def add_commands(group: AppGroup) -> None:
         if service.down:
             click.echo(f"Error: the ban store {service.store.uri} cannot be reached; not banned", err=True)
             raise SystemExit(EXIT_USAGE)
-        click.echo(f"banned {_line(made)}")
+        for ban in made:
+            click.echo(f"banned {_line(ban)}")
 
     @group.command("unban")
     @click.argument("target", metavar="ADDRESS|NETWORK")
