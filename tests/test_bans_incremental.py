@@ -170,7 +170,7 @@ def test_bans_in_a_row_are_written_together(kind: str, tmp_path: Path, request: 
     one.unban(networks[0])
     one.ban(networks[-1], 60)
     one.sync()
-    assert writes == [count - 1, 1]  # the unban between them: two runs of puts
+    assert writes == [BATCH, BATCH, count - 1 - 2 * BATCH, 1]  # a batch at a time; the unban between the runs
     two.sync()
     assert len(two.bans()) == count - 1 and not two.banned("10.0.0.1") and two.banned("10.0.1.1")
     assert {b.reason for b in two.bans()} == {"list", ""}

@@ -132,6 +132,7 @@ def test_gunicorn_workers_share_bans_through_sqlite(tmp_path: Path, servers: lis
     assert codes == {200}
     for _ in range(5):  # the limit, spread over whichever workers answer
         assert fetch(server.port, "198.51.100.7", "/missing") is not None
+
     def every_worker_denies() -> bool:  # 12 requests in a row may all go to two of the workers
         codes, pids = statuses(server.port, "198.51.100.7", 24)
         return codes == {403} and len(pids) == 3

@@ -74,11 +74,19 @@ def add_commands(group: AppGroup) -> None:
             click.echo(f"Error: {exc}", err=True)
             raise SystemExit(EXIT_USAGE) from None
         service.sync()
-        if service.down:
-            click.echo(f"Error: the ban store {service.store.uri} cannot be reached; not banned", err=True)
-            raise SystemExit(EXIT_USAGE)
+        unwritten = {ban.network for ban in service.unwritten()}
         for ban in made:
-            click.echo(f"banned {_line(ban)}")
+            if ban.network not in unwritten:
+                click.echo(f"banned {_line(ban)}")
+        if unwritten:
+            names = sorted(map(str, unwritten))
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            click.echo(
+                f"Error: the ban store {service.store.uri} cannot be reached; not banned: {len(names)}"
+                f" of {len(made)} ({shown})",
+                err=True,
+            )
+            raise SystemExit(EXIT_USAGE)
 
     @group.command("unban")
     @click.argument("target", metavar="ADDRESS|NETWORK")

@@ -28,7 +28,7 @@ from .ban import Ban, Network, moment, network_of
 from .listen import ChangeListener
 from .settings import BanSettings
 from .snapshot import Compiled, Layer, Snapshot, client_network, exempt_spans
-from .stores import BanStore, StoreError
+from .stores import BATCH, BanStore, StoreError
 from .stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ OVERLAY_MAX = 1000
 #: A whole index is compiled again at most once in this many times what compiling it took (at
 #: most a tenth of a process's time goes to it however fast the bans change).
 COMPILE_SPACING = 10.0
-#: Bans written to the store by one ``put_many`` at most.
-PUSH_MAX = 5000
 #: Seconds a large index is kept past an expiry before it is compiled again without the expired
 #: bans (meanwhile every hit is checked against its ban's end).
 RECOMPILE_EVERY = 30.0
@@ -79,6 +77,7 @@ class BanService:
         self._max_tracked = settings.max_tracked
         self.report = report or (lambda kind, message: None)
         self._lock = Lock()
+        self._compiling = Lock()  # one whole compile at a time (see _rebuild)
         self._known: dict[Network, Ban] = {}
         #: The networks whose ban changed since the index was last compiled whole: the overlay
         #: (``Snapshot.extra`` and ``lifted``) is made of them.
@@ -217,6 +216,11 @@ class BanService:
         self.task.wake()
         return was is not None and was.active(self.clock())
 
+    def unwritten(self) -> list[Ban]:
+        """The bans made here that the store does not have yet (written at the next sync)."""
+        with self._lock:
+            return [what for op, what in self._ops if op == "put"]
+
     def bans(self) -> list[Ban]:
         """The bans in force in this process now (as last synced, with the changes made here)."""
         return sorted(self.snapshot.active(), key=lambda b: (b.network.version, b.network))
@@ -286,7 +290,7 @@ class BanService:
         if arrived:
             self._lay(arrived, now)
         compiled = self.snapshot.compiled
-        expired = now >= compiled.earliest
+        expired = now >= self.snapshot.earliest  # a ban of the index or of a layer has ended
         small = len(compiled.bans) < OVERLAY_MAX  # compiled again whole at every change: cheap
         if rebuild or (
             (
@@ -297,10 +301,10 @@ class BanService:
             and time.monotonic() >= self._compile_next
         ):
             self._rebuild(now)
-        compiled = self.snapshot.compiled
-        if compiled.earliest <= self.clock():  # kept past an expiry: every hit is checked against its end
+        snapshot = self.snapshot
+        if snapshot.earliest <= self.clock():  # kept past an expiry: every hit is checked against its end
             return None
-        earliest = compiled.earliest - self.clock()
+        earliest = snapshot.earliest - self.clock()
         return max(0.0, min(self.settings.sync_interval, earliest)) if math.isfinite(earliest) else None
 
     def _name(self) -> str:
@@ -318,17 +322,20 @@ class BanService:
         self.report("ban_store", message)
 
     def _push(self) -> None:
-        """Write the changes made here, oldest first (the bans in a row together); what fails
-        stays for the next sync (written again: putting a ban twice does no harm)."""
+        """Write the changes made here, oldest first (up to ``BATCH`` bans in a row in one write,
+        each batch all or none); what fails stays for the next sync. Only what was queued when it
+        started: banning that goes on meanwhile never keeps the sync from its other work."""
         now = self.clock()
-        while True:
+        with self._lock:
+            left = len(self._ops)
+        while left > 0:
             with self._lock:
                 if not self._ops:
                     return
                 first = self._ops[0]
                 done = [first]
                 if first[0] == "put":
-                    for later in itertools.islice(self._ops, 1, PUSH_MAX):
+                    for later in itertools.islice(self._ops, 1, min(BATCH, left)):
                         if later[0] != "put":
                             break
                         done.append(later)
@@ -340,6 +347,7 @@ class BanService:
                     self.store.offend(what, self.policy, now)
             else:
                 self.store.remove(what, now)
+            left -= len(done)
             with self._lock:
                 for written in done:
                     if self._ops and self._ops[0] == written:
@@ -413,7 +421,12 @@ class BanService:
         """Swap in a new snapshot: the index compiled whole from the known bans, with what
         changed meanwhile laid over it. Not again before ``COMPILE_SPACING`` times what this one
         took, unless the bans were read whole: a stream of changes (a loop of ``ban()``) is laid
-        over the index meanwhile, not compiled whole at every sync."""
+        over the index meanwhile, not compiled whole at every sync. One at a time (the sync
+        thread and a reload's ``set_proxies``): each starts what changed meanwhile afresh."""
+        with self._compiling:
+            self._compile_whole(now)
+
+    def _compile_whole(self, now: float) -> None:
         started = time.monotonic()
         with self._lock:
             bans = [b for b in self._known.values() if b.active(now)]

@@ -175,11 +175,13 @@ class Snapshot:
         return self.compiled.ban_for(network)
 
     def ban_of(self, key: tuple[int, int]) -> Ban | None:
-        """The ban in force for the address ``key`` (the one lasting longest), or None."""
+        """The ban in force for the address ``key``, or None: the one lasting longest, of those
+        the narrowest network (so every process names the same ban, however its layers lie)."""
         if self.compiled.index.lookup(*key) == EXEMPT:
             return None
         now = self.clock()
         best: Ban | None = None
+        best_rank = (-math.inf, -1)
         layers = self.layers
         for depth in range(len(layers), -1, -1):  # the newest layer first, the index last
             compiled = layers[depth - 1].compiled if depth else self.compiled
@@ -189,8 +191,9 @@ class Snapshot:
             for ban in compiled.covering(key):
                 if not ban.active(now) or any(ban.network in layer.changes for layer in newer):
                     continue
-                if best is None or (best.until is not None and (ban.until is None or ban.until > best.until)):
-                    best = ban
+                rank = (math.inf if ban.until is None else ban.until.timestamp(), ban.network.prefixlen)
+                if rank > best_rank:
+                    best, best_rank = ban, rank
         return best
 
     def active(self) -> list[Ban]:

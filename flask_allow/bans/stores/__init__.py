@@ -58,7 +58,9 @@ class BanStore(ABC):
         """Make or replace the ban of ``ban.network``."""
 
     def put_many(self, bans: Sequence[Ban]) -> None:
-        """Make or replace each ban, in order (a store may do it in fewer round trips)."""
+        """Make or replace each ban, in order (a store may do it in fewer round trips). The
+        service gives at most ``BATCH`` at a time and writes them all again when this raises,
+        so a store should write them all or none (SQLite: one transaction; Redis: MULTI/EXEC)."""
         for ban in bans:
             self.put(ban)
 

@@ -153,12 +153,13 @@ class RedisStore(BanStore):
         self._write(ban.network, json.dumps(ban.to_dict()))
 
     def put_many(self, bans: Sequence[Ban]) -> None:
-        """The same script for each ban, ``BATCH`` to a round trip (a pipeline, not a transaction)."""
+        """The same script for each ban, ``BATCH`` to a round trip, each batch one transaction
+        (MULTI/EXEC: all of it or none, so a batch that failed is written again whole)."""
         keys = [PREFIX + name for name in ("bans", "epoch", "seq", "version", "log")]
         for at in range(0, len(bans), BATCH):
 
             def work(r: Any, chunk: Sequence[Ban] = bans[at : at + BATCH]) -> Any:
-                pipe = r.pipeline(transaction=False)
+                pipe = r.pipeline(transaction=True)
                 for ban in chunk:
                     data = json.dumps(ban.to_dict())
                     args: list[Any] = [str(ban.network), data, KEEP, uuid.uuid4().hex, self.channel]
