@@ -576,9 +576,11 @@ class FlaskAllow:
     def init_app(self, app: Flask) -> None:
         """Guard ``app``: build its rules (raising ``ConfigError`` when they are wrong).
 
-        Adds the guard as the app's first ``before_request`` function and the ``flask allow``
-        command group. Calling it again for the same app does nothing; an app guarded by another
-        ``FlaskAllow`` raises ``RuntimeError``. A failure leaves the app as it was.
+        Adds the guard as the app's first ``url_value_preprocessor`` (so it decides before any
+        of the app's code in ``preprocess_request``: the URL value preprocessors, then the
+        ``before_request`` functions) and the ``flask allow`` command group. Calling it again
+        for the same app does nothing; an app guarded by another ``FlaskAllow`` raises
+        ``RuntimeError``. A failure leaves the app as it was.
         """
         existing = app.extensions.get(EXTENSION_KEY)
         if existing is not None:
@@ -594,7 +596,7 @@ class FlaskAllow:
             del app.extensions[EXTENSION_KEY]
             state.close()
             raise
-        app.before_request_funcs.setdefault(None, []).insert(0, _make_guard(app))
+        app.url_value_preprocessors.setdefault(None, []).insert(0, _make_guard(app))
         self._watch_responses(app, state)
         self.route_marks.apps.add(app)
         from .cli import register as register_cli  # here, so `python -m flask_allow.cli` runs cleanly
@@ -807,12 +809,18 @@ def _names_banned(restriction: Any) -> bool:
     return False
 
 
-def _make_guard(app: Flask) -> Callable[[], Response | None]:
+def _make_guard(app: Flask) -> Callable[[str | None, dict[str, Any] | None], None]:
+    """The guard, as the app's first URL value preprocessor: Flask calls those before every
+    ``before_request`` function (an app's preprocessor looking a tenant up in its database
+    must not run for a denied client, nor answer it first). A denial is raised (``abort``):
+    a preprocessor's return value is not used."""
     app_ref = weakref.ref(app)
 
-    def flask_allow_guard() -> Response | None:
+    def flask_allow_guard(endpoint: str | None, values: dict[str, Any] | None) -> None:
         state: AppState = app_ref().extensions[EXTENSION_KEY]  # type: ignore[union-attr]
-        return state.guard(request._get_current_object())  # type: ignore[attr-defined]
+        response = state.guard(request._get_current_object())  # type: ignore[attr-defined]
+        if response is not None:
+            abort(response)
 
     return flask_allow_guard
 

@@ -221,7 +221,7 @@ def test_init_app_twice_and_reload_never_duplicate_lines(make_app: MakeApp, tmp_
     app.config["ACCESS_LOG"] = {"filename": str(log)}  # the same file written differently: still one handler
     allow.reload(app)
     assert len(ACCESS_LOGGER.handlers) == handlers
-    assert sum(f.__name__ == "flask_allow_guard" for f in app.before_request_funcs[None]) == 1
+    assert sum(f.__name__ == "flask_allow_guard" for f in app.url_value_preprocessors[None]) == 1
     status(app, "10.0.0.1")
     status(app, "192.0.2.1")
     assert len(lines(log)) == 2

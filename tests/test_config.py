@@ -23,7 +23,7 @@ def init_error(config: dict[str, Any], plugins: list[object] | None = None) -> C
     with pytest.raises(ConfigError) as info:
         FlaskAllow(app, plugins=plugins or [])
     assert "flask_allow" not in app.extensions
-    assert not any(f.__name__ == "flask_allow_guard" for f in app.before_request_funcs.get(None, []))
+    assert not any(f.__name__ == "flask_allow_guard" for f in app.url_value_preprocessors.get(None, []))
     assert ACCESS_LOGGER.handlers == handlers
     assert isinstance(info.value, ValueError)
     return info.value
@@ -372,7 +372,7 @@ def test_nothing_applied_then_a_fixed_config_works(tmp_path: Path) -> None:
     allow.init_app(app)
     try:
         assert status(app, "10.0.0.1") == 403
-        assert sum(f.__name__ == "flask_allow_guard" for f in app.before_request_funcs[None]) == 1
+        assert sum(f.__name__ == "flask_allow_guard" for f in app.url_value_preprocessors[None]) == 1
         assert len(log.read_text(encoding="utf-8").splitlines()) == 1
     finally:
         allow.state(app).close()
@@ -423,7 +423,7 @@ def test_reload_success_swaps_rules_and_rereads_files(make_app: MakeApp, tmp_pat
     with app.app_context():
         allow.reload()  # the current app
     assert status(app, "172.16.0.1") == 403
-    assert sum(f.__name__ == "flask_allow_guard" for f in app.before_request_funcs[None]) == 1
+    assert sum(f.__name__ == "flask_allow_guard" for f in app.url_value_preprocessors[None]) == 1
 
 
 def test_reload_swaps_the_access_log_file(make_app: MakeApp, tmp_path: Path) -> None:

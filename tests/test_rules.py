@@ -537,7 +537,7 @@ def test_guard_runs_before_every_other_before_request(make_app: MakeApp) -> None
         assert called == [] and bp_app_routes == []
         assert status(app, "192.0.2.1") == 200
         assert called == ["earlier", "later"]
-        funcs = app.before_request_funcs[None]
+        funcs = app.url_value_preprocessors[None]
         assert funcs[0].__name__ == "flask_allow_guard"
         assert sum(f.__name__ == "flask_allow_guard" for f in funcs) == 1
     finally:

@@ -50,7 +50,7 @@ def test_registered_for_the_block_only(app: Flask) -> None:
     assert not after.pm.is_registered(plugin)
     assert after.extension.plugins == []
     assert status(app, "10.0.0.1") == 403
-    assert sum(f.__name__ == "flask_allow_guard" for f in app.before_request_funcs[None]) == 1
+    assert sum(f.__name__ == "flask_allow_guard" for f in app.url_value_preprocessors[None]) == 1
 
 
 def test_config_for_the_block(app: Flask) -> None:
