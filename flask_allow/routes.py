@@ -65,6 +65,30 @@ class Mark:
         self.exempt = False
         self.restrictions: list[Restriction] = []
 
+    def copy(self) -> Mark:
+        made = Mark(self.label)
+        made.exempt, made.restrictions = self.exempt, list(self.restrictions)
+        return made
+
+
+class Marks(dict["RouteMarks", Mark]):
+    """An object's marks, knowing whose they are: ``functools.wraps`` copies the attribute to a
+    wrapper (which so carries the marks of the view it wraps), and a mark given to the wrapper
+    then must not change the wrapped view's (see ``RouteMarks._mark``)."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: Any) -> None:
+        super().__init__()
+        try:
+            self.owner: Any = weakref.ref(owner)
+        except TypeError:  # an object that takes no weak reference: known by its id
+            self.owner = id(owner)
+
+    def owned_by(self, owner: Any) -> bool:
+        found = self.owner
+        return found == id(owner) if isinstance(found, int) else found() is owner
+
 
 def target_of(target: Any) -> tuple[Any, str]:
     """Return the object that carries the mark for ``target``, and the target's label.
@@ -141,9 +165,14 @@ class RouteMarks:
         if inspect.ismethod(owner):
             return self.bound.setdefault(owner, Mark(label))
         marks = marks_on(owner)
-        if marks is None:
-            marks = {}
-            setattr(owner, MARKS_ATTR, marks)
+        if not isinstance(marks, Marks) or not marks.owned_by(owner):
+            # none yet, or a wrapper's copy of the wrapped view's (or a class's, read from an
+            # instance): the owner's own from now on, copied, so the other's never change
+            own = Marks(owner)
+            for key, found in (marks or {}).items():
+                own[key] = found.copy()
+            setattr(owner, MARKS_ATTR, own)
+            marks = own
         mark = marks.get(self)
         if mark is None:
             mark = marks[self] = Mark(label)
