@@ -289,6 +289,29 @@ def test_queue_loses_no_line_on_reload_to_another_file(make_app: MakeApp, tmp_pa
     assert len(lines(second)) == 1
 
 
+@pytest.mark.parametrize("queue", [True, False])
+def test_a_line_handed_over_after_a_reload_replaced_the_log_is_written(
+    make_app: MakeApp, tmp_path: Path, queue: bool
+) -> None:
+    """A request that got the old log before a reload replaced it (its observers read before the
+    swap) writes its line after the old log stopped: to the old file, not lost."""
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    app = make_app({"ACCESS_LOG": {"filename": str(first), "queue": queue}})
+    status(app, "192.0.2.1")
+    old = app.extensions["flask_allow"].access_log
+    app.config["ACCESS_LOG"] = {"filename": str(second), "queue": queue}
+    app.extensions["flask_allow"].extension.reload(app)
+    assert old is not app.extensions["flask_allow"].access_log
+    decision = app.extensions["flask_allow"].extension.check("192.0.2.2", app=app)
+    old.write(decision)  # late, as the request in flight during the reload writes it
+    assert len(lines(first)) == 2 and "192.0.2.2" in lines(first)[-1]
+    if queue:  # handed to the stopped queue itself (the request passed the check as it stopped)
+        old.queue.put("a line queued as the queue stopped")  # type: ignore[union-attr]
+        assert lines(first)[-1].endswith("a line queued as the queue stopped")
+    app.extensions["flask_allow"].close()
+    assert not lines(second)
+
+
 def test_queue_loses_no_line_at_interpreter_exit(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     script = textwrap.dedent(

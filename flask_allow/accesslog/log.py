@@ -99,6 +99,8 @@ class AccessLog:
         #: factory, ``Logger`` methods and ``logging.disable()`` level, the way for each level,
         #: and the loggers above ``flask.allow``.
         self._known: tuple[Any, ...] = (-1, None, None, None, None, {}, ())
+        #: Set by ``stop()``: a line still handed over is written by ``_late``.
+        self._stopped = False
 
     @staticmethod
     def options(value: Any) -> dict[str, Any]:
@@ -147,6 +149,7 @@ class AccessLog:
 
     def start(self) -> None:
         """Attach the handler (once) and make sure INFO lines get through."""
+        self._stopped = False
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
         if self.handler not in logger.handlers:
@@ -157,6 +160,7 @@ class AccessLog:
 
     def stop(self) -> None:
         """Detach and close the handler, writing out what a queue still holds."""
+        self._stopped = True
         logger.removeHandler(self.handler)
         if self.queue is not None:
             self.queue.stop()
@@ -172,6 +176,9 @@ class AccessLog:
             level = logging.INFO
         else:
             level = logging.ERROR
+        if self._stopped:
+            self._late(level, decision)
+            return
         way = self._way(level)
         parts = None
         if way == _MADE:  # a plain request's line, made in C (None: not plain, Python makes it)
@@ -228,6 +235,20 @@ class AccessLog:
                 return
             with handler.lock:  # type: ignore[union-attr]  # checked by _way()
                 handler.put(text)  # type: ignore[attr-defined]
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(self._records.make(level, message))
+
+    def _late(self, level: int, decision: Decision) -> None:
+        """The line of a request that began before this log was replaced (a reload) or closed:
+        written to this log's file all the same, which is then closed again."""
+        message = format_line(decision)
+        handler = self.file_handler
+        try:
+            with handler.lock:  # type: ignore[union-attr]
+                handler.put(self._formatter.line(level, message, self._records))  # type: ignore[attr-defined]
+                handler.close()
         except RecursionError:
             raise
         except Exception:

@@ -40,8 +40,15 @@ class LineQueue:
         self._stopping = False
 
     def put(self, item: str | Callable[[], str] | logging.LogRecord) -> None:
-        """Hand over a line, a line to make or a record (never blocks: ``deque.append`` is atomic)."""
+        """Hand over a line, a line to make or a record (never blocks: ``deque.append`` is atomic).
+        Once stopped, it is written at once: a request that began before a reload replaced this
+        log, or before the app was closed, still gets its line."""
         self._items.append(item)
+        if self._stopping and self._thread is None:  # stop() has drained, or is draining: no one else will
+            self.drain()
+            close = getattr(self.handler, "close", None)
+            if close is not None:  # its file was closed with the log (drain opened it again)
+                close()
 
     def start(self) -> None:
         """Start the writer thread (once)."""
