@@ -79,8 +79,8 @@ class BanService:
         self._lock = Lock()
         self._compiling = Lock()  # one whole compile at a time (see _rebuild)
         self._known: dict[Network, Ban] = {}
-        #: The networks whose ban changed since the index was last compiled whole: the overlay
-        #: (``Snapshot.extra`` and ``lifted``) is made of them.
+        #: The networks whose ban changed since the index was last compiled whole: what the
+        #: snapshot's layers (``Snapshot.layers``) hold.
         self._touched: set[Network] = set()
         self._compiled_at = -math.inf  # the clock when the index was last compiled whole
         self._compile_next = -math.inf  # ``time.monotonic()`` before which it is not compiled again
@@ -183,7 +183,7 @@ class BanService:
         """Ban each of ``targets`` at once here, as one change (all or none: a bad or exempt one
         raises ``ValueError`` before any is banned); in the store at the next sync (woken now)."""
         networks = [network_of(target) for target in targets]
-        spared = self._exempt + self._proxies
+        spared = self._spared
         for network in networks:
             first, last = int(network.network_address), int(network.broadcast_address)
             if any(f == network.version and a <= first and last <= b for f, a, b in spared):
@@ -212,7 +212,7 @@ class BanService:
             self._known.pop(network, None)
             self._touched.add(network)
             self._ops.append(("remove", network))
-            self._swap(old.changed({network: None}, self._exempt + self._proxies))
+            self._swap(old.changed({network: None}, self._spared))
         self.task.wake()
         return was is not None and was.active(self.clock())
 
@@ -433,17 +433,13 @@ class BanService:
             self._touched = set()  # what changes while compiling is laid over the new index
         if len(bans) >= ELSEWHERE_MIN:
             with built_elsewhere():
-                compiled = Compiled(bans, self._exempt + self._proxies)
+                compiled = Compiled(bans, self._spared)
         else:
-            compiled = Compiled(bans, self._exempt + self._proxies)
+            compiled = Compiled(bans, self._spared)
         self._compiled_at = now
         with self._lock:
-            changes: dict[Network, Ban | None] = {}
-            for network in self._touched:
-                ban, was = self._known.get(network), compiled.ban_for(network)
-                if ban != was:
-                    changes[network] = ban if ban is not None and ban.active(now) else None
-            layers = (Layer(changes, self._exempt + self._proxies),) if changes else ()
+            changes = self._changes(self._touched, compiled.ban_for, now)
+            layers = (Layer(changes, self._spared),) if changes else ()
             self._swap(Snapshot(compiled, self.clock, layers))
         ended = time.monotonic()
         self._compile_next = ended + COMPILE_SPACING * (ended - started)
@@ -451,16 +447,29 @@ class BanService:
     def _lay(self, networks: Iterable[Network], now: float) -> None:
         """Lay the known state of ``networks`` (changed by another process) over the snapshot."""
         with self._lock:
-            snapshot, known = self.snapshot, self._known
-            changes: dict[Network, Ban | None] = {}
-            for network in networks:
-                ban = known.get(network)
-                if ban is not None and not ban.active(now):
-                    ban = None
-                if ban != snapshot.ban_for(network):
-                    changes[network] = ban
+            snapshot = self.snapshot
+            changes = self._changes(networks, snapshot.ban_for, now)
             if changes:
-                self._swap(snapshot.changed(changes, self._exempt + self._proxies))
+                self._swap(snapshot.changed(changes, self._spared))
+
+    def _changes(
+        self, networks: Iterable[Network], held: Callable[[Network], Ban | None], now: float
+    ) -> dict[Network, Ban | None]:
+        """The known ban in force now (or None) of each of ``networks`` whose ban differs from
+        what ``held`` gives (the lock held)."""
+        changes: dict[Network, Ban | None] = {}
+        for network in networks:
+            ban = self._known.get(network)
+            if ban is not None and not ban.active(now):
+                ban = None
+            if ban != held(network):
+                changes[network] = ban
+        return changes
+
+    @property
+    def _spared(self) -> list[Span]:
+        """The spans never banned: ``ALLOW_BAN_EXEMPT``, then the trusted proxies."""
+        return self._exempt + self._proxies
 
     def _swap(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot

@@ -60,7 +60,8 @@ class BanStore(ABC):
     def put_many(self, bans: Sequence[Ban]) -> None:
         """Make or replace each ban, in order (a store may do it in fewer round trips). The
         service gives at most ``BATCH`` at a time and writes them all again when this raises,
-        so a store should write them all or none (SQLite: one transaction; Redis: MULTI/EXEC)."""
+        so a store should write them all or none as far as it can (SQLite: one transaction;
+        Redis: MULTI/EXEC)."""
         for ban in bans:
             self.put(ban)
 

@@ -154,7 +154,8 @@ class RedisStore(BanStore):
 
     def put_many(self, bans: Sequence[Ban]) -> None:
         """The same script for each ban, ``BATCH`` to a round trip, each batch one transaction
-        (MULTI/EXEC: all of it or none, so a batch that failed is written again whole)."""
+        (MULTI/EXEC: a connection lost before EXEC writes none of it; a batch that failed is
+        written again whole, which is harmless for the bans it did write)."""
         keys = [PREFIX + name for name in ("bans", "epoch", "seq", "version", "log")]
         for at in range(0, len(bans), BATCH):
 
