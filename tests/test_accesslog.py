@@ -290,21 +290,26 @@ def test_queue_loses_no_line_on_reload_to_another_file(make_app: MakeApp, tmp_pa
 
 
 @pytest.mark.parametrize("queue", [True, False])
+@pytest.mark.parametrize("form", ["%(asctime)s %(message)s", "%(levelname)s %(exc_text)s %(message)s"])
 def test_a_line_handed_over_after_a_reload_replaced_the_log_is_written(
-    make_app: MakeApp, tmp_path: Path, queue: bool
+    make_app: MakeApp, tmp_path: Path, queue: bool, form: str
 ) -> None:
     """A request that got the old log before a reload replaced it (its observers read before the
-    swap) writes its line after the old log stopped: to the old file, not lost."""
+    swap) writes its line after the old log stopped: to the old file, not lost, formatted as its
+    record would be (a format the log writes without records, and one it does not)."""
     first, second = tmp_path / "first.log", tmp_path / "second.log"
-    app = make_app({"ACCESS_LOG": {"filename": str(first), "queue": queue}})
+    app = make_app({"ACCESS_LOG": {"filename": str(first), "queue": queue, "formatter": form}})
     status(app, "192.0.2.1")
     old = app.extensions["flask_allow"].access_log
     app.config["ACCESS_LOG"] = {"filename": str(second), "queue": queue}
     app.extensions["flask_allow"].extension.reload(app)
     assert old is not app.extensions["flask_allow"].access_log
     decision = app.extensions["flask_allow"].extension.check("192.0.2.2", app=app)
+    assert (old._formatter.direct is None) == ("exc_text" in form)
     old.write(decision)  # late, as the request in flight during the reload writes it
-    assert len(lines(first)) == 2 and "192.0.2.2" in lines(first)[-1]
+    assert len(lines(first)) == 2 and lines(first)[-1].endswith("192.0.2.2 allowed by default (no rule matched)")
+    if "exc_text" in form:
+        assert lines(first)[-1].startswith("INFO None ")
     if queue:  # handed to the stopped queue itself (the request passed the check as it stopped)
         old.queue.put("a line queued as the queue stopped")  # type: ignore[union-attr]
         assert lines(first)[-1].endswith("a line queued as the queue stopped")

@@ -242,17 +242,15 @@ class AccessLog:
 
     def _late(self, level: int, decision: Decision) -> None:
         """The line of a request that began before this log was replaced (a reload) or closed:
-        written to this log's file all the same, which is then closed again."""
-        message = format_line(decision)
+        its record handed to this log's own handler (the logger has dropped it), so the line is
+        written to this log's file all the same, as the record would be (any format); with a
+        queue, the stopped queue writes it at once. The file is closed again."""
+        record = self._records.make(level, format_line(decision))
         handler = self.file_handler
-        try:
-            with handler.lock:  # type: ignore[union-attr]
-                handler.put(self._formatter.line(level, message, self._records))  # type: ignore[attr-defined]
+        with handler.lock:  # type: ignore[union-attr]
+            self.handler.handle(record)
+            if self.queue is None:
                 handler.close()
-        except RecursionError:
-            raise
-        except Exception:
-            handler.handleError(self._records.make(level, message))
 
     def _later(self, level: int, decision: Decision, request: Any, moment: Moment) -> str:
         """A queued line, formatted in the writer thread as it would have been in the request

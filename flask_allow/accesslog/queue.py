@@ -45,10 +45,9 @@ class LineQueue:
         log, or before the app was closed, still gets its line."""
         self._items.append(item)
         if self._stopping and self._thread is None:  # stop() has drained, or is draining: no one else will
-            self.drain()
-            close = getattr(self.handler, "close", None)
-            if close is not None:  # its file was closed with the log (drain opened it again)
-                close()
+            with self.handler.lock:
+                self.drain()
+                self.handler.close()  # its file was closed with the log (drain opened it again)
 
     def start(self) -> None:
         """Start the writer thread (once)."""
