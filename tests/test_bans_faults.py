@@ -402,3 +402,26 @@ def test_the_cli_says_which_bans_did_not_reach_the_store(tmp_path: Path) -> None
         assert "not banned: 2 of 502 (192.0.2.98/32, 192.0.2.99/32)" in result.stderr
     finally:
         app.extensions["flask_allow"].close()
+
+
+def test_a_sync_writes_only_what_was_queued_when_it_began() -> None:
+    """Bans made while the sync writes (another thread banning on) wait for the next sync: a
+    stream of bans never keeps the sync writing, away from reading and counting."""
+    now = [1_000_000.0]
+    writes: list[int] = []
+
+    class Busy(MemoryStore):
+        def put_many(self, bans: Any) -> None:
+            super().put_many(bans)
+            writes.append(len(bans))
+            if len(writes) < 50:  # each write sees one more ban made meanwhile
+                service.ban(f"10.9.{len(writes)}.0/24", 0)
+
+    service = service_on(Busy(), lambda: now[0])
+    try:
+        service.ban("192.0.2.1", 0)
+        service.sync()  # it writes twice (before and after counting): what was queued then
+        assert len(writes) == 2 and len(service.unwritten()) == 1
+        assert service.banned("10.9.2.1")  # in force here at once all the same
+    finally:
+        service.task.stop()
