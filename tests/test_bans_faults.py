@@ -425,3 +425,58 @@ def test_a_sync_writes_only_what_was_queued_when_it_began() -> None:
         assert service.banned("10.9.2.1")  # in force here at once all the same
     finally:
         service.task.stop()
+
+
+def test_a_redis_batch_refused_midway_does_not_undo_a_later_unban(redis_server: Any) -> None:
+    """The Redis store's batches are MULTI/EXEC transactions: when the server refuses the
+    second (here out of memory, as a full Redis with ``noeviction`` does), the first stays
+    written and leaves the queue, the second is written whole once the server takes writes again,
+    and an unban another process made of a ban in the first batch meanwhile is not undone."""
+    url = f"redis://127.0.0.1:{redis_server.port}/7"
+    admin = store_from_string(url)
+    admin.client.flushdb()
+    calls: list[int] = []
+
+    def full_from_the_second_batch(store: Any) -> Any:
+        real = store.put_many
+
+        def put_many(bans: Any) -> None:
+            calls.append(len(bans))
+            if len(calls) == 2:  # the server fills up between the first batch and the second
+                admin.client.config_set("maxmemory-policy", "noeviction")
+                admin.client.config_set("maxmemory", "1")
+            real(bans)
+
+        store.put_many = put_many
+        return store
+
+    now = [1_000_000.0]
+    one = service_on(full_from_the_second_batch(store_from_string(url)), lambda: now[0])
+    two = service_on(store_from_string(url), lambda: now[0])
+    try:
+        one.sync()
+        two.sync()
+        one.ban_many(["198.51.100.7", *FILLER[: BATCH - 1], *FILLER[BATCH - 1 : BATCH + 10]], 3600, "list")
+        one.sync()
+        assert calls[:2] == [BATCH, 11] and one.down, "the second batch was not refused"
+        assert len(one.unwritten()) == 11, "the written batch stayed queued, or the refused one left the queue"
+        admin.client.config_set("maxmemory", "0")
+        two.sync()
+        assert two.banned("198.51.100.7") and not two.banned(FILLER[BATCH].split("/")[0])
+        assert two.unban("198.51.100.7")  # an operator lifts it, in another process
+        now[0] += 1
+        two.sync()
+        now[0] += 1
+        one.sync()  # the server takes writes again: what it refused is written
+        assert not one.down and one.unwritten() == []
+        fresh = service_on(store_from_string(url), lambda: now[0])
+        fresh.sync()
+        assert fresh.banned(FILLER[BATCH].split("/")[0]), "the refused batch was never written"
+        assert not fresh.banned("198.51.100.7"), "the unban made meanwhile was undone by writing the ban again"
+        fresh.close()
+    finally:
+        admin.client.config_set("maxmemory", "0")
+        admin.client.flushdb()
+        admin.close()
+        one.close()
+        two.close()
