@@ -128,8 +128,7 @@ def test_gunicorn_workers_share_bans_through_sqlite(tmp_path: Path, servers: lis
     server = Server(tmp_path, "sqlite:///" + str(tmp_path / "bans.sqlite3"), workers=3)
     servers.append(server)
     server.start()
-    codes, pids = statuses(server.port, "198.51.100.7")
-    assert codes == {200}
+    assert statuses(server.port, "198.51.100.7")[0] == {200}
     for _ in range(5):  # the limit, spread over whichever workers answer
         assert fetch(server.port, "198.51.100.7", "/missing") is not None
 
@@ -138,8 +137,8 @@ def test_gunicorn_workers_share_bans_through_sqlite(tmp_path: Path, servers: lis
         return codes == {403} and len(pids) == 3
 
     took = until(every_worker_denies, BOUND)
-    codes, pids = statuses(server.port, "198.51.100.7", 24)
-    assert codes == {403} and len(pids) == 3, pids  # and keeps denying
+    # and keeps denying (whichever workers answer: a sync worker idle in accept() may take all 24)
+    assert statuses(server.port, "198.51.100.7", 24)[0] == {403}
     assert statuses(server.port, "198.51.100.8")[0] == {200}
     assert statuses(server.port, "127.0.0.1")[0] == {200}  # the proxy itself is never banned
     cli = flask_allow_command(tmp_path, "bans_app", "ban", "203.0.113.5", "--ttl", "1h", environ=server.env)
