@@ -6,3 +6,26 @@ def line(
     environ: dict[str, Any], method: str, address: str, reason: str, head: str, msecs: int, middle: str, tail: str, /
 ) -> bytes | None:
     """The access log's line of a plain request (newline included), or None."""
+
+class Count:
+    """A log file's size as counted (-1: ask the file), and the lines since it was last asked."""
+
+    size: int
+    uncounted: int
+
+def write(
+    formatter: Any,
+    now: float | int,
+    level: int,
+    environ: dict[str, Any],
+    method: str,
+    address: str,
+    reason: str,
+    tail: str,
+    count: Count,
+    max_bytes: int,
+    fd: int,
+    recount: int,
+    /,
+) -> bool | bytes | None:
+    """Write a plain request's line: True when written, its bytes to roll over for, or None."""

@@ -12,6 +12,7 @@ import logging.handlers
 import os
 import random
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -513,6 +514,42 @@ def test_a_line_that_cannot_be_written_is_reported_as_logging_reports_it(
         assert client.get("/caf\u00e9", environ_base={"REMOTE_ADDR": "192.0.2.2"}).status_code == 200
         written = [line.split(" - ")[-1].split(" ") for line in lines(log)]
         assert [(line[0], line[-2]) for line in written] == [("192.0.2.2", "http://localhost/caf\\xe9")]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs a file-size limit (RLIMIT_FSIZE)")
+def test_a_line_the_file_system_refuses_is_reported_and_the_next_one_written(
+    make_app: MakeApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real refusal (the process's file-size limit reached: EFBIG), whichever way the line goes
+    (made and written in C, or through the record): the request is served, the failure reported
+    as ``logging`` reports it, and the next line written once there is room again."""
+    import resource
+
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel's signal ends the process
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        for way in ("direct", "records"):
+            log = tmp_path / f"{way}.log"
+            app = make_app({"ACCESS_LOG": str(log)}, name=way)
+            monkeypatch.setattr(ACCESS_LOGGER, "propagate", way == "records")
+            client = app.test_client()
+            for address in ("192.0.2.1", "192.0.2.2"):  # the second one sized and written as most lines are
+                assert client.get("/a", environ_base={"REMOTE_ADDR": address}).status_code == 200
+            if way == "direct":
+                assert app.extensions["flask_allow"].access_log._write is not None
+            resource.setrlimit(resource.RLIMIT_FSIZE, (log.stat().st_size, hard))  # no room for one byte more
+            try:
+                assert client.get("/a", environ_base={"REMOTE_ADDR": "192.0.2.3"}).status_code == 200
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            error = capsys.readouterr().err
+            assert "--- Logging error ---" in error and "File too large" in error, error
+            assert client.get("/a", environ_base={"REMOTE_ADDR": "192.0.2.4"}).status_code == 200
+            written = [line.split(" - ")[-1].split(" ")[0] for line in lines(log)]
+            assert written == ["192.0.2.1", "192.0.2.2", "192.0.2.4"]
+            app.extensions["flask_allow"].close()
+    finally:
+        signal.signal(signal.SIGXFSZ, previous_handler)
 
 
 def test_a_forked_child_writes_its_own_process_id(

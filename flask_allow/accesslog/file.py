@@ -17,9 +17,10 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
+from . import fastline
 from .watch import Watched
 
-_RECOUNT = 100  # lines after which the log file's size is read again (see _FileHandler)
+RECOUNT = 100  # lines after which the log file's size is read again (see _FileHandler)
 # Encodings without a byte-order mark or other state: a line is written as ``str.encode``
 # encodes it, straight to the file descriptor (see _FileHandler.put).
 _STATELESS = frozenset({"utf-8", "ascii", "iso8859-1"})
@@ -34,7 +35,7 @@ class _FileHandler(Watched, logging.handlers.RotatingFileHandler):
     file descriptor in one system call (not through the text and the buffered stream, each
     flushed); and the file's size is kept count of instead of asking the system twice a line
     (two ``stat``, a seek and a tell). The count is checked against the file (one ``fstat``)
-    whenever it nears ``maxBytes``, and every ``_RECOUNT`` lines for what other processes
+    whenever it nears ``maxBytes``, and every ``RECOUNT`` lines for what other processes
     append, so a rollover happens at the real size."""
 
     _raw: Any = None  # the stream whose file descriptor ``put`` writes to (see _open)
@@ -42,7 +43,8 @@ class _FileHandler(Watched, logging.handlers.RotatingFileHandler):
     _lock_fd = -1  # the lock file's (see _rotation_lock)
 
     def __init__(self, filename: str, maxBytes: int = 0, backupCount: int = 0, encoding: str | None = None) -> None:
-        self._count = _Count()  # in an object of its own: the handler's attributes change only with its set-up
+        # in an object of its own: the handler's attributes change only with its set-up (and C updates it)
+        self._count = fastline.count()
         super().__init__(filename, maxBytes=maxBytes, backupCount=backupCount, encoding=encoding, errors=ERRORS)
 
     def _open(self) -> Any:
@@ -63,7 +65,7 @@ class _FileHandler(Watched, logging.handlers.RotatingFileHandler):
         if self.maxBytes <= 0:
             return False
         self._count.uncounted += 1
-        if self._count.size < 0 or self._count.size + length >= self.maxBytes or self._count.uncounted >= _RECOUNT:
+        if self._count.size < 0 or self._count.size + length >= self.maxBytes or self._count.uncounted >= RECOUNT:
             found = os.fstat(self.stream.fileno())
             if not stat.S_ISREG(found.st_mode):  # never roll over anything but a regular file (bpo-45401)
                 return False
@@ -137,7 +139,7 @@ class _FileHandler(Watched, logging.handlers.RotatingFileHandler):
         counted), when ``writes_raw()``; rolling over first when it would not fit (the lock held)."""
         count = self._count
         size = count.size
-        if size >= 0 and size + length < self.maxBytes and count.uncounted < _RECOUNT - 1:
+        if size >= 0 and size + length < self.maxBytes and count.uncounted < RECOUNT - 1:
             count.size, count.uncounted = size + length, count.uncounted + 1  # what _rolls() would do
         elif self._rolls(length):
             self.doRollover()  # the new file is written raw too: the same encoding
@@ -148,14 +150,14 @@ class _FileHandler(Watched, logging.handlers.RotatingFileHandler):
     def put_many(self, texts: list[str]) -> None:
         """``put`` each line (the lock held), writing consecutive ones in one call.
 
-        Before the file's size is read again (every ``_RECOUNT`` lines, near ``maxBytes``), the
+        Before the file's size is read again (every ``RECOUNT`` lines, near ``maxBytes``), the
         lines gathered are written, so that the size read is the real one.
         """
         chunk: list[str] = []
         terminator = self.terminator
         for text in texts:
             length, size = len(text) + 1, self._count.size
-            counted = size >= 0 and size + length < self.maxBytes and self._count.uncounted < _RECOUNT - 1
+            counted = size >= 0 and size + length < self.maxBytes and self._count.uncounted < RECOUNT - 1
             if counted and self.stream is not None:
                 self._count.size, self._count.uncounted = size + length, self._count.uncounted + 1
             else:
@@ -205,16 +207,6 @@ class _FileHandler(Watched, logging.handlers.RotatingFileHandler):
             os.close(self._lock_fd)
             self._lock_fd = -1
         super().close()
-
-
-class _Count:
-    """The file's size as counted (-1: ask the file), and the lines since it was last asked."""
-
-    __slots__ = ("size", "uncounted")
-
-    def __init__(self) -> None:
-        self.size = -1
-        self.uncounted = 0
 
 
 def lock_file(filename: str) -> str:

@@ -24,6 +24,8 @@ _PER_RECORD = frozenset(
 )
 _NS_CLOCK = isinstance(getattr(logging, "_startTime", 0.0), int)  # LogRecord times from time_ns() (3.13+)
 _TASK_NAME = sys.version_info >= (3, 12)  # LogRecord has a taskName
+#: The clock as ``_Formatter.parts()`` reads it: ``time.time()``, or ``time.time_ns()`` where records use it.
+CLOCK: Callable[[], float | int] = time.time_ns if _NS_CLOCK else time.time
 _forks = 0  # forks into a child process so far: the process id in a record changes
 
 
@@ -293,6 +295,12 @@ class _Formatter(logging.Formatter):
             found = (key, text[: len(text) - len(tail)], "")
             self._prefix = found
         return found[1], -1, ""
+
+    @property
+    def per_second(self) -> bool:
+        """Whether ``parts()`` keeps its text in ``_prefix`` once a second and level, its key
+        ``(second, level, converter, msec format, None)``: what the C writer reads (see ``fastline``)."""
+        return self._msecs_at is not None and not self._from_template
 
     @property
     def tail(self) -> str | None:

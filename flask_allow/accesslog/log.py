@@ -23,8 +23,8 @@ from .. import config as keys
 from ..decision import Decision
 from ..errors import ConfigError
 from . import fastline, watch
-from .file import ERRORS, _FileHandler
-from .formatter import Moment, _Formatter, _Records, logger
+from .file import ERRORS, RECOUNT, _FileHandler
+from .formatter import CLOCK, Moment, _Formatter, _Records, logger
 from .line import escape, format_line, reason_of, url_of
 from .queue import LineQueue
 
@@ -77,6 +77,8 @@ class AccessLog:
         #: The C maker of a plain request's line, when built and the format is a prefix, the
         #: message and ``_tail`` (see ``fastline``).
         self._make = fastline.maker() if self._formatter.tail is not None and self._formatter.direct else None
+        #: The C writer of such a line, when the prefix is also made once a second (the default format).
+        self._write = fastline.writer() if self._make is not None and self._formatter.per_second else None
         self._tail = self._formatter.tail or ""
         self.file_handler.setFormatter(self._formatter)
         self.filename = filename
@@ -190,7 +192,39 @@ class AccessLog:
                 and request.trusted_hosts is None
                 and "url" not in request.__dict__
             ):
-                try:
+                handler = self.file_handler
+                if self._write is not None:  # made and written in C: most lines
+                    try:
+                        address, reason = client.address or "-", reason_of(decision)
+                    except Exception:  # never the line's loss: Python makes it
+                        address = None
+                    if address is not None:
+                        try:
+                            with handler.lock:  # type: ignore[union-attr]  # checked by _way()
+                                done = self._write(
+                                    self._formatter,
+                                    CLOCK(),
+                                    level,
+                                    request.environ,
+                                    request.method,
+                                    address,
+                                    reason,
+                                    self._tail,
+                                    handler._count,  # type: ignore[attr-defined]
+                                    handler.maxBytes,
+                                    handler._fd,  # type: ignore[attr-defined]
+                                    RECOUNT,
+                                )
+                                if done.__class__ is bytes:  # a rollover first, maybe
+                                    handler.put_bytes(done, len(done))  # type: ignore[attr-defined]
+                        except RecursionError:
+                            raise
+                        except Exception:  # not written, or not all of it: as the stdlib's emit()
+                            handler.handleError(self._records.make(level, format_line(decision)))
+                            return
+                        if done is not None:
+                            return
+                try:  # the prefix of a new second, or a format the writer does not take
                     parts = self._formatter.parts(level, self._records)  # the clock read once a line
                     data = self._make(  # type: ignore[misc]
                         request.environ,
@@ -205,7 +239,6 @@ class AccessLog:
                 except Exception:  # never the line's loss: Python makes it
                     data = None
                 if data is not None:
-                    handler = self.file_handler
                     try:
                         with handler.lock:  # type: ignore[union-attr]  # checked by _way()
                             handler.put_bytes(data, len(data))  # type: ignore[attr-defined]
