@@ -216,12 +216,14 @@ def ratio(results: dict[str, list[float]], name: str, baseline: str) -> tuple[fl
     return statistics.median(ratios), ratios[0], ratios[-1]
 
 
-def ratio_rows(found: dict[str, list[float]], baseline: str, scale: float) -> list[list[Any]]:
+def ratio_rows(
+    found: dict[str, list[float]], baseline: str, scale: float, baselines: dict[str, str] | None = None
+) -> list[list[Any]]:
     """Per variant of ``interleave``: its name, median time times ``scale``, its ratio to ``baseline``
-    (median of the rounds' ratios, three decimals) and their range."""
+    (or to its own in ``baselines``; median of the rounds' ratios, three decimals) and their range."""
     rows = []
     for name, values in found.items():
-        middle, low, high = ratio(found, name, baseline)
+        middle, low, high = ratio(found, name, (baselines or {}).get(name, baseline))
         rows.append([name, statistics.median(values) * scale, f"{middle:.3f}", spread(low, high)])
     return rows
 
