@@ -450,11 +450,13 @@ static PyObject *write_line(PyObject *module, PyObject *const *args, Py_ssize_t 
     }
     Count *count = (Count *)count_object;
     Py_ssize_t size = count->size;
-    if (fd < 0 || size < 0 || size + planned.size >= max_bytes || count->uncounted >= recount - 1) {
+    if (fd < 0 || (max_bytes > 0 && (size < 0 || size + planned.size >= max_bytes || count->uncounted >= recount - 1))) {
         result = PyBytes_FromStringAndSize(data, planned.size); /* a rollover first, maybe: the caller's */
     } else {
-        count->size = size + planned.size; /* what file.py's _rolls() would do */
-        count->uncounted++;
+        if (max_bytes > 0) { /* what file.py's _rolls() would do (nothing, without a maxBytes) */
+            count->size = size + planned.size;
+            count->uncounted++;
+        }
         result = write_all((int)fd, data, planned.size) < 0 ? NULL : Py_NewRef(Py_True); /* nothing to fail after */
     }
     if (result == NULL)

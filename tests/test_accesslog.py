@@ -108,12 +108,17 @@ def test_rotation_with_max_bytes_and_backup_count(make_app: MakeApp, tmp_path: P
     assert 3 < len(numbers) < 40
 
 
-def test_max_bytes_zero_never_rotates(make_app: MakeApp, tmp_path: Path) -> None:
+@pytest.mark.parametrize("propagate", [True, False], ids=["records", "direct"])
+def test_max_bytes_zero_never_rotates(
+    make_app: MakeApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, propagate: bool
+) -> None:
+    monkeypatch.setattr(ACCESS_LOGGER, "propagate", propagate)  # False: no one else listens, written in C
     log = tmp_path / "access.log"
     app = make_app({"ACCESS_LOG": {"filename": str(log), "maxBytes": 0, "backupCount": 1}})
     for i in range(30):
         status(app, f"192.0.2.{i}")
-    assert len(lines(log)) == 30
+    written = lines(log)
+    assert [line.split(" - ")[-1].split(" ")[0] for line in written] == [f"192.0.2.{i}" for i in range(30)]
     assert not (tmp_path / "access.log.1").exists()
 
 

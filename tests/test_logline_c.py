@@ -254,12 +254,16 @@ def test_the_writer_counts_the_line_as_put_bytes_does_and_leaves_a_rollover_to_i
     for count in (
         {"size": -1},  # not known: the file is asked
         {"size": 1000, "max_bytes": 1000 + len(line)},  # would reach maxBytes
-        {"size": 0, "max_bytes": 0},  # no rollover at all: put_bytes() knows
         {"size": 0, "uncounted": RECOUNT - 1},  # due to be read again
     ):
         answer, data, counted = c_written(log_fd, formatter, 20, request, "192.0.2.1", "allowed", now, **count)
         assert (answer, data) == (line, b""), count
         assert (counted.size, counted.uncounted) == (count["size"], count.get("uncounted", 0))
+    for size in (-1, 0, 10**9):  # maxBytes 0: no rollover, the count not kept (as _rolls() keeps none)
+        answer, data, counted = c_written(
+            log_fd, formatter, 20, request, "192.0.2.1", "allowed", now, size=size, max_bytes=0
+        )
+        assert (answer, data, counted.size, counted.uncounted) == (True, line, size, 0)
     answer, data, _ = c_written(
         log_fd, formatter, 20, request, "192.0.2.1", "allowed", now, size=999, max_bytes=1000 + len(line)
     )
