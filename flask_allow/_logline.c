@@ -338,12 +338,13 @@ static int current_prefix(module_state *state, PyObject *formatter, double secon
     double at = PyFloat_CheckExact(stamped) ? PyFloat_AS_DOUBLE(stamped)
                 : PyLong_CheckExact(stamped)  ? PyLong_AsDouble(stamped)
                                               : -1;
-    if (at == -1 && PyErr_Occurred())
+    long kept_level = PyLong_CheckExact(leveled) ? PyLong_AsLong(leveled) : -1;
+    if (PyErr_Occurred()) { /* a second or a level out of range is only not the current one */
         PyErr_Clear();
-    if (at != second || !PyLong_CheckExact(leveled) || PyLong_AsLong(leveled) != level) {
-        PyErr_Clear(); /* a level out of range is only not ours */
         goto done;
     }
+    if (at != second || !PyLong_CheckExact(leveled) || kept_level != level)
+        goto done;
     if ((converter = PyObject_GetAttr(formatter, state->converter_name)) == NULL ||
         (msec_format = PyObject_GetAttr(formatter, state->msec_format_name)) == NULL) {
         current = -1;
@@ -369,15 +370,18 @@ done:
 }
 
 /* Write all of data to fd (the GIL released), as os.write and file.py's _finish would: again
- * after a signal or a short write, the signal's Python handler run first (an error it raises ends it); OSError on an error or when nothing goes. */
+ * after a signal or a short write, the signal's Python handler run first (an error it raises
+ * ends it); OSError on an error, or when nothing is written. */
 static int write_all(int fd, const char *data, Py_ssize_t size) {
     Py_ssize_t done = 0;
     while (done < size) {
         Py_ssize_t wrote;
         int error;
-        Py_BEGIN_ALLOW_THREADS wrote = (Py_ssize_t)write(fd, data + done, (size_t)(size - done));
+        Py_BEGIN_ALLOW_THREADS
+        wrote = (Py_ssize_t)write(fd, data + done, (size_t)(size - done));
         error = errno;
-        Py_END_ALLOW_THREADS if (wrote < 0) {
+        Py_END_ALLOW_THREADS
+        if (wrote < 0) {
             if (error == EINTR) {
                 if (PyErr_CheckSignals() < 0)
                     return -1;
@@ -422,6 +426,10 @@ static PyObject *write_line(PyObject *module, PyObject *const *args, Py_ssize_t 
     long fd = PyLong_AsLong(args[10]);
     if ((level == -1 || max_bytes == -1 || recount == -1 || fd == -1) && PyErr_Occurred())
         return NULL;
+    if (recount < 1) {
+        PyErr_SetString(PyExc_ValueError, "write(): recount must be at least 1");
+        return NULL;
+    }
     if (fd > INT_MAX)
         fd = -1; /* not a file descriptor: the caller's put_bytes() writes it */
     double second;
@@ -450,7 +458,8 @@ static PyObject *write_line(PyObject *module, PyObject *const *args, Py_ssize_t 
     }
     Count *count = (Count *)count_object;
     Py_ssize_t size = count->size;
-    if (fd < 0 || (max_bytes > 0 && (size < 0 || size + planned.size >= max_bytes || count->uncounted >= recount - 1))) {
+    if (fd < 0 || (max_bytes > 0 && (size < 0 || size >= max_bytes - planned.size || count->uncounted < 0 ||
+                                     count->uncounted >= recount - 1))) {
         result = PyBytes_FromStringAndSize(data, planned.size); /* a rollover first, maybe: the caller's */
     } else {
         if (max_bytes > 0) { /* what file.py's _rolls() would do (nothing, without a maxBytes) */

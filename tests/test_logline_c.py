@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -259,6 +260,12 @@ def test_the_writer_counts_the_line_as_put_bytes_does_and_leaves_a_rollover_to_i
         answer, data, counted = c_written(log_fd, formatter, 20, request, "192.0.2.1", "allowed", now, **count)
         assert (answer, data) == (line, b""), count
         assert (counted.size, counted.uncounted) == (count["size"], count.get("uncounted", 0))
+    for extreme in ({"size": sys.maxsize}, {"uncounted": sys.maxsize}, {"uncounted": -sys.maxsize - 1}):
+        count = {"size": 0, "max_bytes": sys.maxsize, **extreme}  # no overflow (UBSan watches): Python's to check
+        answer, data, counted = c_written(log_fd, formatter, 20, request, "192.0.2.1", "allowed", now, **count)
+        assert (answer, data, counted.size, counted.uncounted) == (line, b"", count["size"], count.get("uncounted", 0))
+    with pytest.raises(ValueError, match="recount"):
+        write(formatter, now, 20, request.environ, "GET", "a", "r", "", fastline.count(), 1, log_fd, 0)  # type: ignore[misc]
     for size in (-1, 0, 10**9):  # maxBytes 0: no rollover, the count not kept (as _rolls() keeps none)
         answer, data, counted = c_written(
             log_fd, formatter, 20, request, "192.0.2.1", "allowed", now, size=size, max_bytes=0
