@@ -407,10 +407,10 @@ PyDoc_STRVAR(write_doc,
              "-> True | bytes | None\n\n"
              "Write a plain request's line to the log file: the formatter's text before the message for\n"
              "the clock value now (its _prefix, made once a second), the message and tail, written to fd\n"
-             "when the count says it fits (count and max_bytes as file.py's put_bytes checks them) and\n"
-             "the count updated: True. The line's bytes when it would not fit (the\n"
-             "caller rolls over and writes them); None when the Python code must make it (not plain,\n"
-             "or the prefix is not the current second's).");
+             "when the count says it fits (count and max_bytes as file.py's put_bytes checks them; with\n"
+             "max_bytes 0 always) and the count updated: True. The line's bytes when it may not fit\n"
+             "(the caller rolls over and writes them); None when the Python code must make it (not\n"
+             "plain, or the prefix is not the current second's).");
 
 static PyObject *write_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 12) {
