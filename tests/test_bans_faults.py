@@ -5,12 +5,14 @@ sync runs, and loops of unbans.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import math
 import sqlite3
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -480,3 +482,103 @@ def test_a_redis_batch_refused_midway_does_not_undo_a_later_unban(redis_server: 
         admin.close()
         one.close()
         two.close()
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback in front of redis-server that, once armed, forwards a client's
+    commands up to the ``at``-th EVALSHA (counted from when it was armed) and then cuts the
+    connection: a connection lost in the middle of a batch, as a network or a failover does."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.target = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.at: int | None = None
+        self.seen = 0
+        self.cut = False
+        self.sockets: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, at: int) -> None:
+        self.at, self.seen, self.cut = at, 0, False
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: Any, target: Any, commands: bool) -> None:
+        tail = b""  # the end of the last chunk: a word split across two
+        try:
+            while chunk := source.recv(1 << 16):
+                if commands and self.at is not None and not self.cut:
+                    data, start = tail + chunk, len(tail)
+                    found = data.find(b"EVALSHA", 0)
+                    while found >= 0:
+                        if found + 7 > start:  # not counted with the chunk before
+                            self.seen += 1
+                            if self.seen == self.at:
+                                target.sendall(data[start : max(start, found)])
+                                self.cut = True
+                                raise ConnectionResetError("cut")
+                        found = data.find(b"EVALSHA", found + 7)
+                    tail = data[-6:]
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def test_a_redis_connection_cut_inside_a_batch_writes_none_of_that_batch(redis_server: Any) -> None:
+    """A batch is one MULTI/EXEC: the connection cut after ten of the second batch's bans reached
+    the server (EXEC not sent) leaves the first batch written whole and none of the second (a
+    plain pipeline would have written those ten), and writing the batch again writes it whole.
+    redis-py's own retry is turned off to see the cut: with it, the batch is sent again at once."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from flask_allow.bans import Ban
+    from flask_allow.bans.stores import StoreError
+
+    proxy = CuttingProxy(redis_server.port)
+    admin = store_from_string(f"redis://127.0.0.1:{redis_server.port}/8")
+    store = store_from_string(f"redis://127.0.0.1:{proxy.port}/8")
+    try:
+        admin.client.flushdb()
+        store.client.set_retry(Retry(NoBackoff(), 0))
+        since = datetime.now(timezone.utc)
+        bans = [Ban(ipaddress.ip_network(f"10.{i >> 8}.{i & 255}.0/24"), since, None) for i in range(BATCH + 100)]
+        store.ping()  # connected (and the scripts loaded on first use) before the cut is armed
+        proxy.arm(BATCH + 11)
+        with pytest.raises(StoreError):
+            store.put_many(bans)
+        assert proxy.cut and proxy.seen == BATCH + 11, "the connection was not cut inside the second batch"
+        written = {str(ban.network) for ban in admin.active(time.time())}
+        assert written == {str(ban.network) for ban in bans[:BATCH]}, f"{len(written) - BATCH} of the cut batch written"
+        proxy.arm(10**9)  # never again
+        store.put_many(bans[BATCH:])  # as the service writes a refused batch: again, whole
+        assert len(admin.active(time.time())) == len(bans)
+    finally:
+        admin.client.flushdb()
+        admin.close()
+        store.close()
+        proxy.close()
