@@ -498,7 +498,8 @@ def test_a_line_that_cannot_be_written_is_reported_as_logging_reports_it(
 ) -> None:
     original = _FileHandler.put_bytes
 
-    def full_disk_once(self: _FileHandler, data: bytes, length: int) -> None:  # every way writes through it
+    # each way's first line goes through it (the C writer hands it back: the file's size not yet known)
+    def full_disk_once(self: _FileHandler, data: bytes, length: int) -> None:
         if b"192.0.2.1 " in data:
             raise OSError(28, "No space left on device")
         original(self, data, length)

@@ -5,7 +5,8 @@ two apps in one process never write into each other's files, and a reload swaps 
 instead of adding a second one. When no one but the app's own file handler would see a record
 (the usual set-up), the line is written without making the record, byte for byte as the record
 would be written (see ``AccessLog.write``). The message is made in ``line``, formatted in
-``formatter``, written by ``file`` (or by ``queue``'s thread with ``"queue": true``).
+``formatter``, written by ``file`` (or by ``queue``'s thread with ``"queue": true``); a plain
+request's line is made and written in C where it is built (``fastline``).
 """
 
 from __future__ import annotations
