@@ -80,6 +80,12 @@ def c_line(formatter: _Formatter, level: int, request: Request, address: str, re
     return make(request.environ, request.method, address, reason, head, msecs, middle, formatter.tail or "")
 
 
+def clock_at(seconds: float) -> Any:
+    """The clock's value at ``seconds`` as the formatter reads it (``CLOCK``): seconds, or
+    nanoseconds where records use them (3.13+)."""
+    return int(seconds * 1_000_000_000) if formatting._NS_CLOCK else seconds
+
+
 @pytest.fixture(scope="module")
 def log_fd() -> Iterator[int]:
     """A file to write lines to (emptied before each line: see ``c_written``)."""
@@ -232,7 +238,8 @@ def test_the_log_is_the_same_with_and_without_the_c_maker(
     monkeypatch.setattr(logging.getLogger("flask.allow"), "propagate", False)  # not pytest's capture: the C way
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now)  # one second for every line
-    monkeypatch.setattr(accesslog, "CLOCK", time.time)
+    monkeypatch.setattr(time, "time_ns", lambda: int(now * 1_000_000_000))
+    monkeypatch.setattr(accesslog, "CLOCK", time.time_ns if formatting._NS_CLOCK else time.time)
     with_c = _logged(tmp_path, "c.log", False, make_app)
     without = _logged(tmp_path, "py.log", True, make_app)
     assert with_c == without and len(with_c) == 8
@@ -247,7 +254,7 @@ def test_the_writer_counts_the_line_as_put_bytes_does_and_leaves_a_rollover_to_i
     """Written only when the count says it fits (the size known, under maxBytes, not due to be
     read again); else the line's bytes come back, written by no one yet, the count untouched."""
     formatter, request = _Formatter(FORMATS[0]), plain_request()
-    now = time.time()
+    now = clock_at(time.time())
     formatter.parts(20, _Records({}), (now, None, None))
     answer, line, counted = c_written(log_fd, formatter, 20, request, "192.0.2.1", "allowed", now, size=1000)
     assert answer is True and line.endswith(b' - 192.0.2.1 allowed GET http://10.0.0.1:31337/api?x=1 "curl/8.5.0"\n')
@@ -279,14 +286,15 @@ def test_the_writer_counts_the_line_as_put_bytes_does_and_leaves_a_rollover_to_i
 
 def test_the_writer_leaves_a_line_to_python_when_the_prefix_is_not_the_current_one(log_fd: int) -> None:
     formatter, request = _Formatter(FORMATS[0]), plain_request()
-    now = 1_800_000_000.25
+    second = 1_800_000_000.25
+    now = clock_at(second)
     formatter.parts(20, _Records({}), (now, None, None))
-    assert c_written(log_fd, formatter, 20, request, "a", "r", now + 0.7)[0] is True  # the same second
+    assert c_written(log_fd, formatter, 20, request, "a", "r", clock_at(second + 0.7))[0] is True  # the same second
     stale = [
-        (20, now + 1),  # the next second
-        (20, now - 1),
+        (20, clock_at(second + 1)),  # the next second
+        (20, clock_at(second - 1)),
         (30, now),  # another level
-        (20, -1.5),  # before 1970: Python's
+        (20, clock_at(-1.5)),  # before 1970: Python's
         (20, float("nan")),
         (20, "now"),
     ]
@@ -342,7 +350,7 @@ def test_a_count_starts_unknown_and_holds_whole_numbers() -> None:
 
 def test_a_write_that_fails_is_an_os_error() -> None:
     formatter, request = _Formatter(FORMATS[0]), plain_request()
-    now = time.time()
+    now = clock_at(time.time())
     formatter.parts(20, _Records({}), (now, None, None))
 
     def attempt(fd: int) -> Any:
@@ -388,7 +396,7 @@ def test_a_write_interrupted_by_a_signal_runs_its_handler_and_writes_the_rest(fu
     assert write is not None
     formatter = _Formatter(FORMATS[0])
     request = Request(create_environ("/", headers={"User-Agent": "a" * 300_000}))  # beyond a pipe's 64 KiB
-    now = time.time()
+    now = clock_at(time.time())
     formatter.parts(20, _Records({}), (now, None, None))
     handled: list[int] = []
 
