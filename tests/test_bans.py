@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import sqlite3
@@ -196,10 +197,13 @@ def test_sqlite_is_the_default_store_in_wal_mode(make_app: MakeApp, tmp_path: Pa
     state.bans.ban("192.0.2.5", 60, "x")
     state.bans.sync()
     path = Path(app.instance_path) / "flask_allow_bans.sqlite3"
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     again = store_from_string(f"sqlite:///{path}")
-    assert [str(b.network) for b in again.active(0)] == ["192.0.2.5/32"]
+    try:
+        assert [str(b.network) for b in again.active(0)] == ["192.0.2.5/32"]
+    finally:
+        again.close()
 
 
 def test_an_unreachable_store(make_app: MakeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -119,7 +119,7 @@ def test_a_put_many_failing_midway_does_not_undo_a_later_unban(tmp_path: Path) -
     one.sync()
     two.sync()
     refused = "192.0.2.99/32"
-    with sqlite3.connect(path) as db:  # the file refuses one ban: the second batch fails
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # the file refuses one ban: the second batch fails
         db.execute(
             f"CREATE TRIGGER refuse BEFORE INSERT ON bans WHEN NEW.network = '{refused}' "
             "BEGIN SELECT RAISE(ABORT, 'refused'); END"
@@ -135,7 +135,7 @@ def test_a_put_many_failing_midway_does_not_undo_a_later_unban(tmp_path: Path) -
         now[0] += 1
         two.sync()
         assert not any(b.network == ipaddress.ip_network("198.51.100.7") for b in two.store.active(now[0]))
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             db.execute("DROP TRIGGER refuse")
         now[0] += 1
         one.sync()  # the store is back: what failed is written
@@ -213,7 +213,7 @@ def test_a_put_many_failing_midway_is_written_whole_at_the_next_sync(tmp_path: P
     uri = f"sqlite:///{path}"
     service = service_on(store_from_string(uri), lambda: 1_000_000.0)
     service.sync()
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute(
             "CREATE TRIGGER refuse BEFORE INSERT ON bans WHEN NEW.network = '192.0.2.99/32' "
             "BEGIN SELECT RAISE(ABORT, 'no'); END"
@@ -223,7 +223,7 @@ def test_a_put_many_failing_midway_is_written_whole_at_the_next_sync(tmp_path: P
         service.unban(FILLER[0])
         service.sync()
         assert service.down and service.banned("10.0.1.1") and not service.banned("10.0.0.1")
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             db.execute("DROP TRIGGER refuse")
         service.sync()
         assert not service.down
@@ -391,7 +391,7 @@ def test_the_cli_says_which_bans_did_not_reach_the_store(tmp_path: Path) -> None
     )
     FlaskAllow(app)
     refused = "192.0.2.99/32"
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute(
             f"CREATE TRIGGER refuse BEFORE INSERT ON bans WHEN NEW.network = '{refused}' "
             "BEGIN SELECT RAISE(ABORT, 'refused'); END"

@@ -9,6 +9,7 @@ compiled whole) are taken.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -140,7 +141,7 @@ def test_a_version_without_its_change_reads_everything(tmp_path: Path) -> None:
     service = BanService(settings_, store_from_string(uri), logging.getLogger("test"))
     service.sync()
     ban = Ban(network_of("192.0.2.50"), moment(0), None, "old writer", 0, "cli")
-    with sqlite3.connect(tmp_path / "b.sqlite3") as db:
+    with contextlib.closing(sqlite3.connect(tmp_path / "b.sqlite3")) as db, db:
         db.execute("INSERT INTO bans VALUES (?, NULL, ?)", (str(ban.network), json.dumps(ban.to_dict())))
         db.execute("UPDATE meta SET value = value + 1 WHERE name = 'version'")
     assert service.store.changes("0") is None
