@@ -24,9 +24,13 @@ _PER_RECORD = frozenset(
 )
 _NS_CLOCK = isinstance(getattr(logging, "_startTime", 0.0), int)  # LogRecord times from time_ns() (3.13+)
 _TASK_NAME = sys.version_info >= (3, 12)  # LogRecord has a taskName
-#: The clock as ``_Formatter.parts()`` reads it: ``time.time()``, or ``time.time_ns()`` where records use it.
-CLOCK: Callable[[], float | int] = time.time_ns if _NS_CLOCK else time.time
 _forks = 0  # forks into a child process so far: the process id in a record changes
+
+
+def clock() -> float | int:
+    """The clock as ``_Formatter.parts()`` reads it: ``time.time()``, or ``time.time_ns()`` where
+    records use it; looked up at each call, so a patched clock (tests, freezegun) is the one read."""
+    return time.time_ns() if _NS_CLOCK else time.time()
 
 
 def _forked() -> None:
@@ -226,7 +230,7 @@ class _Formatter(logging.Formatter):
         """What ``line()`` reads from the clock and the running thread, read now: for a line
         formatted later, in another thread (``"queue": true``)."""
         return (
-            (time.time_ns() if _NS_CLOCK else time.time()) if self._time else None,  # the rest: later
+            clock() if self._time else None,  # the rest: later
             _thread() if self._thread else None,
             _task_name() if self._task else None,
         )

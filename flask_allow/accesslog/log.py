@@ -25,7 +25,7 @@ from ..decision import Decision
 from ..errors import ConfigError
 from . import fastline, watch
 from .file import ERRORS, RECOUNT, _FileHandler
-from .formatter import CLOCK, Moment, _Formatter, _Records, logger
+from .formatter import Moment, _Formatter, _Records, clock, logger
 from .line import escape, format_line, reason_of, url_of
 from .queue import LineQueue
 
@@ -193,7 +193,7 @@ class AccessLog:
                 and request.trusted_hosts is None
                 and "url" not in request.__dict__
             ):
-                handler = self.file_handler
+                handler, now = self.file_handler, clock()  # the clock read once a line
                 if self._write is not None:  # made and written in C: most lines
                     try:
                         address, reason = client.address or "-", reason_of(decision)
@@ -204,7 +204,7 @@ class AccessLog:
                             with handler.lock:  # type: ignore[union-attr]  # checked by _way()
                                 done = self._write(
                                     self._formatter,
-                                    CLOCK(),
+                                    now,
                                     level,
                                     request.environ,
                                     request.method,
@@ -226,7 +226,7 @@ class AccessLog:
                         if done is not None:
                             return
                 try:  # the prefix of a new second, or a format the writer does not take
-                    parts = self._formatter.parts(level, self._records)  # the clock read once a line
+                    parts = self._formatter.parts(level, self._records, (now, None, None))
                     data = self._make(  # type: ignore[misc]
                         request.environ,
                         request.method,
