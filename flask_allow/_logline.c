@@ -31,7 +31,7 @@ static const char *const key_names[N_KEYS] = {
 
 typedef struct {
     PyObject *keys[N_KEYS];
-    PyObject *prefix_name, *converter_name, *msec_format_name, *msec_format, *billion;
+    PyObject *prefixes_name, *converter_name, *msec_format_name, *msec_format, *billion;
 } module_state;
 
 /* What a character may be in SCRIPT_NAME and PATH_INFO (1), and in QUERY_STRING too (2). */
@@ -322,13 +322,19 @@ static int clock_parts(module_state *state, PyObject *now, double *second, long 
     return 1;
 }
 
-/* The formatter's text before the message for the second and level, when its _prefix holds it
- * (key: second, level, converter, msec format, template): head and middle; 0 when stale. */
-static int current_prefix(module_state *state, PyObject *formatter, double second, long level, PyObject **head,
-                          PyObject **middle) {
-    PyObject *found = PyObject_GetAttr(formatter, state->prefix_name);
-    if (found == NULL)
+/* The formatter's text before the message for the second and level, when its _prefixes hold it
+ * for the level (key: second, level, converter, msec format, template): head and middle; 0 when
+ * stale or not made yet. */
+static int current_prefix(module_state *state, PyObject *formatter, double second, PyObject *level_object,
+                          long level, PyObject **head, PyObject **middle) {
+    PyObject *prefixes = PyObject_GetAttr(formatter, state->prefixes_name);
+    if (prefixes == NULL)
         return -1;
+    PyObject *found = PyDict_CheckExact(prefixes) ? PyDict_GetItemWithError(prefixes, level_object) : NULL;
+    Py_XINCREF(found); /* held: the lookups below may run code that changes the dict */
+    Py_DECREF(prefixes);
+    if (found == NULL)
+        return PyErr_Occurred() ? -1 : 0;
     int current = 0;
     PyObject *key, *converter = NULL, *msec_format = NULL;
     if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 3 || !PyTuple_CheckExact(key = PyTuple_GET_ITEM(found, 0)) ||
@@ -406,11 +412,11 @@ PyDoc_STRVAR(write_doc,
              "write(formatter, now, level, environ, method, address, reason, tail, count, max_bytes, fd, recount)\n"
              "-> True | bytes | None\n\n"
              "Write a plain request's line to the log file: the formatter's text before the message for\n"
-             "the clock value now (its _prefix, made once a second), the message and tail, written to fd\n"
-             "when the count says it fits (count and max_bytes as file.py's put_bytes checks them; with\n"
-             "max_bytes 0 always) and the count updated: True. The line's bytes when it may not fit\n"
-             "(the caller rolls over and writes them); None when the Python code must make it (not\n"
-             "plain, or the prefix is not the current second's).");
+             "the clock value now (its _prefixes, made once a second and level), the message and tail,\n"
+             "written to fd when the count says it fits (count and max_bytes as file.py's put_bytes\n"
+             "checks them; with max_bytes 0 always) and the count updated: True. The line's bytes when it\n"
+             "may not fit (the caller rolls over and writes them); None when the Python code must make it\n"
+             "(not plain, or the level's prefix is not the current second's).");
 
 static PyObject *write_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 12) {
@@ -438,7 +444,7 @@ static PyObject *write_line(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (found <= 0)
         goto not_ours;
     PyObject *head = NULL, *middle = NULL;
-    if ((found = current_prefix(state, formatter, second, level, &head, &middle)) <= 0)
+    if ((found = current_prefix(state, formatter, second, args[2], level, &head, &middle)) <= 0)
         goto not_ours;
     plan planned;
     found = plan_line(state, args[3], args[4], args[5], args[6], head, msecs, middle, args[7], &planned);
@@ -496,7 +502,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg) {
     module_state *state = (module_state *)PyModule_GetState(module);
     for (int i = 0; i < N_KEYS; i++)
         Py_VISIT(state->keys[i]);
-    Py_VISIT(state->prefix_name);
+    Py_VISIT(state->prefixes_name);
     Py_VISIT(state->converter_name);
     Py_VISIT(state->msec_format_name);
     Py_VISIT(state->msec_format);
@@ -508,7 +514,7 @@ static int module_clear(PyObject *module) {
     module_state *state = (module_state *)PyModule_GetState(module);
     for (int i = 0; i < N_KEYS; i++)
         Py_CLEAR(state->keys[i]);
-    Py_CLEAR(state->prefix_name);
+    Py_CLEAR(state->prefixes_name);
     Py_CLEAR(state->converter_name);
     Py_CLEAR(state->msec_format_name);
     Py_CLEAR(state->msec_format);
@@ -541,7 +547,7 @@ PyMODINIT_FUNC PyInit__logline(void) {
             return NULL;
         }
     }
-    if ((state->prefix_name = PyUnicode_InternFromString("_prefix")) == NULL ||
+    if ((state->prefixes_name = PyUnicode_InternFromString("_prefixes")) == NULL ||
         (state->converter_name = PyUnicode_InternFromString("converter")) == NULL ||
         (state->msec_format_name = PyUnicode_InternFromString("default_msec_format")) == NULL ||
         (state->msec_format = PyUnicode_InternFromString("%s,%03d")) == NULL ||

@@ -312,6 +312,19 @@ def test_the_writer_leaves_a_line_to_python_when_the_prefix_is_not_the_current_o
     assert c_written(log_fd, fresh, 20, request, "a", "r", now)[:2] == (None, b"")
 
 
+def test_lines_of_several_levels_in_turn_each_keep_their_prefix(log_fd: int) -> None:
+    """Allowed (INFO), denied (ERROR) and unmatched (WARNING) requests mixed: once each level's
+    text is made for the second, every line of each is written in C, none left to Python."""
+    formatter, request = _Formatter(FORMATS[0]), plain_request()
+    now = clock_at(time.time())
+    for level in (20, 40, 30):
+        formatter.parts(level, _Records({}), (now, None, None))
+    for level in (20, 40, 30, 40, 20, 30, 20):
+        answer, data, _ = c_written(log_fd, formatter, level, request, "192.0.2.1", "r", now)
+        assert answer is True, level
+        assert f" - {logging.getLevelName(level):>7} - 192.0.2.1 r GET ".encode() in data
+
+
 @pytest.mark.parametrize("clock", ["ns", "float"])
 @pytest.mark.parametrize("fraction", [0, 1, 999_999, 1_000_000, 500_123_456, 998_999_999, 999_000_000, 999_999_999])
 def test_the_writer_reads_the_clock_as_the_formatter_does(

@@ -167,6 +167,9 @@ def _msecs_at(style: logging.PercentStyle) -> int | None:
     return len(style._fmt[: matches[0].start()] % ())
 
 
+_NO_PREFIX: tuple[Any, str, str] = ((), "", "")  # a level whose text is not made yet
+
+
 def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """What takes the values of ``names`` from a dict, as a tuple (``itemgetter`` of one name
     gives the bare value)."""
@@ -210,7 +213,9 @@ class _Formatter(logging.Formatter):
         #: The text after the message (fields-free), when a line is a prefix, the message and this:
         #: the prefix is then made once per millisecond and level (see ``line()``).
         self._tail: str | None = _tail(self._style) if found is not None else None
-        self._prefix: tuple[Any, str, str] = ((), "", "")
+        #: Per level, its text before the message: ``(key, head, middle)`` (see ``parts()``), one
+        #: entry a level so that lines of several levels in turn (allowed, denied) each keep theirs.
+        self._prefixes: dict[int, tuple[Any, str, str]] = {}
         #: Where the milliseconds are in that text, when they are in ``asctime`` alone and it comes
         #: first: the text is then made once a second and level, the milliseconds put in per line.
         self._msecs_at = _msecs_at(self._style) if self._tail is not None else None
@@ -281,7 +286,7 @@ class _Formatter(logging.Formatter):
         at, msec_format = self._msecs_at, self.default_msec_format
         if at is not None and msec_format == "%s,%03d":
             key: tuple[Any, ...] = (second, level, self.converter, msec_format, template)
-            found = self._prefix  # read once: threads
+            found = self._prefixes.get(level, _NO_PREFIX)  # read once: threads
             if found[0] == key:
                 return found[1], int(msecs), found[2]
             text = self._line(level, "", records, (now, None, None))
@@ -289,20 +294,20 @@ class _Formatter(logging.Formatter):
             end = at + len(stamp) + 1  # the text up to the second, then ","
             if text[at:end] == f"{stamp},":  # else a line of its own (a converter that changed meanwhile)
                 found = (key, text[:end], text[end + 3 : len(text) - len(tail)])
-                self._prefix = found
+                self._prefixes[level] = found
                 return found[1], int(msecs), found[2]
             return text[: len(text) - len(tail)], -1, ""
         key = (second, msecs, level, self.converter, msec_format, template)
-        found = self._prefix
+        found = self._prefixes.get(level, _NO_PREFIX)
         if found[0] != key:
             text = self._line(level, "", records, (now, None, None))
             found = (key, text[: len(text) - len(tail)], "")
-            self._prefix = found
+            self._prefixes[level] = found
         return found[1], -1, ""
 
     @property
     def per_second(self) -> bool:
-        """Whether ``parts()`` keeps its text in ``_prefix`` once a second and level, its key
+        """Whether ``parts()`` keeps a level's text in ``_prefixes`` once a second, its key
         ``(second, level, converter, msec format, None)``: what the C writer reads (see ``fastline``)."""
         return self._msecs_at is not None and not self._from_template
 
