@@ -415,8 +415,9 @@ PyDoc_STRVAR(write_doc,
              "the clock value now (its _prefixes, made once a second and level), the message and tail,\n"
              "written to fd when the count says it fits (count and max_bytes as file.py's put_bytes\n"
              "checks them; with max_bytes 0 always) and the count updated: True. The line's bytes when it\n"
-             "may not fit (the caller rolls over and writes them); None when the Python code must make it\n"
-             "(not plain, or the level's prefix is not the current second's).");
+             "may not fit (the caller rolls over and writes them); False when the request is not plain (the\n"
+             "Python code makes its line); None when the level's prefix is not the current second's (or the\n"
+             "clock or count is not one it reads): the caller makes the prefix, the C maker the line.");
 
 static PyObject *write_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 12) {
@@ -486,6 +487,7 @@ release:
         return NULL;
     if (found > 0)
         return result;
+    Py_RETURN_FALSE; /* not plain: the Python code makes the line */
 not_ours:
     if (found < 0)
         return NULL;

@@ -28,4 +28,5 @@ def write(
     recount: int,
     /,
 ) -> bool | bytes | None:
-    """Write a plain request's line: True when written, its bytes to roll over for, or None."""
+    """Write a plain request's line: True when written, its bytes to roll over for, False when the
+    request is not plain, None when the prefix is not the current second's."""

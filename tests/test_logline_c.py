@@ -3,7 +3,7 @@
 For any request parts (plain ones mostly, with odd characters, hosts, ports and non-str values
 mixed in), the C line is either None (the Python code then writes the line) or byte for byte the
 Python line: the formatter's text before the message, ``format_line``'s message, the tail and a
-newline; the C writer writes that line to the file, or answers None (the Python code writes it)
+newline; the C writer writes that line to the file, or answers False (not plain: the Python code writes it)
 or the line's bytes (the handler rolls over first, maybe). The plain requests must take the C
 path, and an app's log is the same with it and without it (``FLASK_ALLOW_PURE_PYTHON``). These
 tests also run under the sanitizers (``test_clookup_sanitized.py``).
@@ -151,7 +151,7 @@ def test_the_c_line_is_none_or_the_python_line(
             found = c_line(formatter, 20, request, address, reason, moment)  # the prefix made for moment
             if formatter.per_second:  # the writer writes that line, or leaves it to Python
                 answer, data, counted = c_written(log_fd, formatter, 20, request, address, reason, moment[0])
-                assert (answer, data) == ((None, b"") if found is None else (True, found))
+                assert (answer, data) == ((False, b"") if found is None else (True, found))  # False: not plain
                 assert (counted.size, counted.uncounted) == ((0, 0) if found is None else (len(found), 1))
             try:
                 expected = python_line(formatter, 20, format_line(decision_for(request, address, reason)), moment)
@@ -213,7 +213,13 @@ def _logged(tmp_path: Path, name: str, pure: bool, make_app: Any) -> list[str]:
             answers.append(log_writer(*args))
             return answers[-1]
 
+        def maker_spy(*args: Any) -> Any:
+            made.append(args[0]["PATH_INFO"])
+            return log_maker(*args)
+
         log_writer, log._write = log._write, spy
+        log_maker, log._make = log._make, maker_spy
+    made: list[str] = []
     client = app.test_client()
     for address in ("192.0.2.7", "198.51.100.1"):
         for path, agent in (
@@ -226,8 +232,10 @@ def _logged(tmp_path: Path, name: str, pure: bool, make_app: Any) -> list[str]:
     app.extensions["flask_allow"].close()
     if not pure:  # the plain requests' lines written in C (the first sizes the file: put_bytes)
         # a client's first line makes the prefix of the second and level (Python), its second plain
-        # request's is written in C; the others are not plain
-        assert answers == [None, None, None, True] * 2
+        # request's is written in C; the others are not plain (False), and are not planned again
+        # by the C maker
+        assert answers == [None, False, False, True] * 2
+        assert made == ["/", "/"]
     return [line.split(" - ", 1)[1] for line in (tmp_path / name).read_text().splitlines()]
 
 

@@ -25,7 +25,7 @@ except ImportError:  # installed without a C compiler
 #: ``line(environ, method, address, reason, head, msecs, middle, tail) -> bytes | None``.
 Maker = Callable[[dict[str, Any], str, str, str, str, int, str, str], "bytes | None"]
 #: ``write(formatter, now, level, environ, method, address, reason, tail, count, max_bytes, fd,
-#: recount) -> True | bytes | None``: see ``_logline.write``.
+#: recount) -> True | bytes | False | None``: see ``_logline.write``.
 Writer = Callable[..., "bool | bytes | None"]
 
 

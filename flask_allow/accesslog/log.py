@@ -184,70 +184,10 @@ class AccessLog:
             return
         way = self._way(level)
         parts = None
-        if way == _MADE:  # a plain request's line, made in C (None: not plain, Python makes it)
-            client = decision.client
-            request = client.request
-            if (
-                request is not None
-                and not client.via
-                and request.trusted_hosts is None
-                and "url" not in request.__dict__
-            ):
-                handler, now = self.file_handler, clock()  # the clock read once a line
-                if self._write is not None:  # made and written in C: most lines
-                    try:
-                        address, reason = client.address or "-", reason_of(decision)
-                    except Exception:  # never the line's loss: Python makes it
-                        address = None
-                    if address is not None:
-                        try:
-                            with handler.lock:  # type: ignore[union-attr]  # checked by _way()
-                                done = self._write(
-                                    self._formatter,
-                                    now,
-                                    level,
-                                    request.environ,
-                                    request.method,
-                                    address,
-                                    reason,
-                                    self._tail,
-                                    handler._count,  # type: ignore[attr-defined]
-                                    handler.maxBytes,
-                                    handler._fd,  # type: ignore[attr-defined]
-                                    RECOUNT,
-                                )
-                                if done.__class__ is bytes:  # a rollover first, maybe
-                                    handler.put_bytes(done, len(done))  # type: ignore[attr-defined]
-                        except RecursionError:
-                            raise
-                        except Exception:  # not written, or not all of it: as the stdlib's emit()
-                            handler.handleError(self._records.make(level, format_line(decision)))
-                            return
-                        if done is not None:
-                            return
-                try:  # the prefix of a new second, or a format the writer does not take
-                    parts = self._formatter.parts(level, self._records, (now, None, None))
-                    data = self._make(  # type: ignore[misc]
-                        request.environ,
-                        request.method,
-                        client.address or "-",
-                        reason_of(decision),
-                        parts[0],  # type: ignore[index]
-                        parts[1],  # type: ignore[index]
-                        parts[2],  # type: ignore[index]
-                        self._tail,
-                    )
-                except Exception:  # never the line's loss: Python makes it
-                    data = None
-                if data is not None:
-                    try:
-                        with handler.lock:  # type: ignore[union-attr]  # checked by _way()
-                            handler.put_bytes(data, len(data))  # type: ignore[attr-defined]
-                    except RecursionError:
-                        raise
-                    except Exception:
-                        handler.handleError(self._records.make(level, data.decode("ascii").rstrip("\n")))
-                    return
+        if way == _MADE:  # a plain request's line, made in C
+            parts = self._made(level, decision)
+            if parts is True:
+                return
         elif way == _SKIP:
             return
         elif way == _RECORD:
@@ -273,6 +213,78 @@ class AccessLog:
             raise
         except Exception:
             handler.handleError(self._records.make(level, message))
+
+    def _made(self, level: int, decision: Decision) -> Any:
+        """Make a plain request's line in C and write it: True when it is written (or its failure
+        reported), else the formatter's parts of the line's time for the Python route (or None).
+
+        The C writer makes and writes it in one call; it answers None when the level's prefix is
+        not this second's (then made here, and the line by the C maker), False when the request
+        is not plain. Whatever fails before the write leaves the line to Python: never lost, never
+        written twice.
+        """
+        client = decision.client
+        request = client.request
+        if request is None or client.via or request.trusted_hosts is not None or "url" in request.__dict__:
+            return None
+        try:
+            address, reason = client.address or "-", reason_of(decision)
+        except Exception:  # never the line's loss: Python makes it
+            return None
+        handler, now = self.file_handler, clock()  # the clock read once a line
+        write, done = self._write, None
+        if write is not None:
+            try:
+                with handler.lock:  # type: ignore[union-attr]  # checked by _way()
+                    done = write(
+                        self._formatter,
+                        now,
+                        level,
+                        request.environ,
+                        request.method,
+                        address,
+                        reason,
+                        self._tail,
+                        handler._count,  # type: ignore[attr-defined]
+                        handler.maxBytes,
+                        handler._fd,  # type: ignore[attr-defined]
+                        RECOUNT,
+                    )
+                    if done.__class__ is bytes:  # a rollover first, maybe
+                        handler.put_bytes(done, len(done))  # type: ignore[attr-defined]
+            except RecursionError:
+                raise
+            except Exception:  # not written, or not all of it: as the stdlib's emit()
+                handler.handleError(self._records.make(level, format_line(decision)))
+                return True
+            if done is True or done.__class__ is bytes:
+                return True
+        try:  # the prefix of a new second (or a format the writer does not take), then the line
+            parts = self._formatter.parts(level, self._records, (now, None, None))  # this line's time
+            if done is False:  # not plain: Python makes it
+                return parts
+            data = self._make(  # type: ignore[misc]
+                request.environ,
+                request.method,
+                address,
+                reason,
+                parts[0],  # type: ignore[index]
+                parts[1],  # type: ignore[index]
+                parts[2],  # type: ignore[index]
+                self._tail,
+            )
+        except Exception:  # never the line's loss: Python makes it
+            return None
+        if data is None:
+            return parts
+        try:
+            with handler.lock:  # type: ignore[union-attr]  # checked by _way()
+                handler.put_bytes(data, len(data))  # type: ignore[attr-defined]
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(self._records.make(level, data.decode("ascii").rstrip("\n")))
+        return True
 
     def _late(self, level: int, decision: Decision) -> None:
         """The line of a request that began before this log was replaced (a reload) or closed:
