@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
@@ -65,3 +66,16 @@ autodoc_preserve_defaults = True
 html_theme = "furo"
 html_title = f"flask_allow {release}"
 html_static_path: list[str] = []
+
+
+def _type_alias(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve an annotation naming one of our ``py:type`` aliases (``Matcher.networks()``'s
+    ``Network``): Sphinx 8.1 (the newest for Python 3.10) looks for it as a class only."""
+    if node.get("refdomain") != "py" or node.get("reftype") != "class":
+        return None
+    domain = env.get_domain("py")
+    return domain.resolve_xref(env, node["refdoc"], app.builder, "type", node["reftarget"], node, contnode)
+
+
+def setup(app: Any) -> None:
+    app.connect("missing-reference", _type_alias)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
+
+from .live.locks import LEAF, ForkSafeLock
 
 
 class Throttle:
@@ -14,7 +15,7 @@ class Throttle:
     INTERVAL = 60.0
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock(LEAF)
         self._next = 0.0
         self._suppressed = 0
 

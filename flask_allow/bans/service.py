@@ -13,17 +13,18 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from .. import config as keys
 from ..addresses import Span, parse_client
 from ..index import ELSEWHERE_MIN, built_elsewhere
 from ..live import BackgroundTask
+from ..live.locks import STATE, ForkSafeLock, ProcessLock
 from .ban import Ban, Network, moment, network_of
 from .listen import ChangeListener
 from .settings import BanSettings
@@ -76,8 +77,8 @@ class BanService:
         self._shift_v6 = 128 - (policy.prefix_v6 if policy is not None else 128)
         self._max_tracked = settings.max_tracked
         self.report = report or (lambda kind, message: None)
-        self._lock = Lock()
-        self._compiling = Lock()  # one whole compile at a time (see _rebuild)
+        self._lock = ForkSafeLock(STATE)
+        self._compiling = ProcessLock()  # one whole compile at a time (see _rebuild); not waited for by a fork
         self._known: dict[Network, Ban] = {}
         #: The networks whose ban changed since the index was last compiled whole: what the
         #: snapshot's layers (``Snapshot.layers``) hold.
@@ -116,6 +117,14 @@ class BanService:
         self.task = task
         #: With a store that announces its changes: the thread that wakes the sync at once.
         self.listener = ChangeListener(store, task.wake, logger) if ChangeListener.wanted(store) else None
+        _services.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """What the parent made and has not written yet (bans, counts) is the parent's to write:
+        written by both, a count would be counted twice. The bans stay in force here meanwhile."""
+        self._ops.clear()
+        self._events.clear()
+        self._unsent = OrderedDict()
 
     # -- the request path --------------------------------------------------
 
@@ -494,3 +503,15 @@ class BanService:
         if self.listener is not None:
             self.listener.stop()
         self.store.close()
+
+
+_services: weakref.WeakSet[BanService] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for service in list(_services):
+        service._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)

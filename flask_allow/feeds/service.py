@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 import random
-import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..live import BackgroundTask
+from ..live.locks import ProcessLock
 from ..live.shrink import shrink_message, too_small
 from .cache import CachedFeed
 from .settings import FeedSettings
@@ -45,22 +45,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.result != "failed"
-
-
-class ProcessLock:
-    """A thread lock that a fork does not carry over locked (a thread of the parent may have held it)."""
-
-    def __init__(self) -> None:
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        if self._pid != os.getpid():
-            self._pid, self._lock = os.getpid(), threading.Lock()
-        self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
 
 
 class Feed:

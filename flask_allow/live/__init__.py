@@ -9,6 +9,8 @@ request sees the old rules or the new ones, never a mix, and never waits for the
 - ``watch.Watcher``: the files an app's rules were built from; a change (mtime, size, inode)
   that has settled rebuilds the rules.
 - ``swap.swap_state``: builds a new ``AppState`` and swaps it in, one at a time per app.
+- ``locks``: thread locks that a fork waits for (``ForkSafeLock``) or leaves new in the child
+  (``ProcessLock``), so a forked worker never inherits one held by a thread it does not have.
 """
 
 from .stamp import Stamp, stamp

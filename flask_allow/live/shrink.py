@@ -10,11 +10,11 @@ it; so does the watcher once the held-back version has stayed the same for
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from .locks import LEAF, ForkSafeLock
 from .stamp import Stamp, stamp
 
 #: The key of the app's ``ShrinkGuard`` in ``AppState.shared`` (kept across rebuilds).
@@ -55,7 +55,7 @@ class ShrinkGuard:
         self.counts: dict[tuple[str, str], int] = {}
         #: path -> (the stamp of the held-back version, monotonic time first refused, retry at).
         self.held: dict[str, tuple[Stamp, float, float]] = {}
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock(LEAF)
 
     @classmethod
     def of(cls, shared: dict[str, Any]) -> ShrinkGuard:

@@ -11,21 +11,23 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .locks import REBUILD, ForkSafeLock
+
 if TYPE_CHECKING:
     from flask import Flask
 
     from ..extension import AppState
 
-_locks: weakref.WeakKeyDictionary[Flask, threading.RLock] = weakref.WeakKeyDictionary()
+_locks: weakref.WeakKeyDictionary[Flask, ForkSafeLock] = weakref.WeakKeyDictionary()
 _locks_lock = threading.Lock()
 
 
-def lock_of(app: Flask) -> threading.RLock:
-    """The lock that serialises the rebuilds of ``app``."""
+def lock_of(app: Flask) -> ForkSafeLock:
+    """The lock that serialises the rebuilds of ``app`` (a fork waits for a rebuild under way)."""
     with _locks_lock:
         found = _locks.get(app)
         if found is None:
-            found = _locks[app] = threading.RLock()
+            found = _locks[app] = ForkSafeLock(REBUILD, reentrant=True)
         return found
 
 

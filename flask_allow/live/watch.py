@@ -11,10 +11,10 @@ or, when it was held back by the shrink limit, once it has stayed the same for t
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
+from .locks import LEAF, ForkSafeLock
 from .stamp import Stamp, stamp
 from .tasks import BackgroundTask
 
@@ -54,7 +54,7 @@ class Watcher:
         #: path -> when (monotonic) its refused version is tried again.
         self.retry: dict[str, float] = {}
         self.retry_at = retry_at
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock(LEAF)
         self.task = BackgroundTask("file watcher", interval, self.poll, logger) if interval > 0 else None
 
     def add(self, path: str, location: str) -> None:

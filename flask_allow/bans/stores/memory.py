@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import threading
 from collections import deque
 from collections.abc import Mapping
 
+from ...live.locks import LEAF, ForkSafeLock
 from ..ban import Ban, Network
 from ..settings import AutobanPolicy
 from . import BanStore
@@ -21,7 +21,7 @@ class MemoryStore(BanStore):
     uri = "memory"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock(LEAF)
         self._bans: dict[Network, Ban] = {}
         self._counters: dict[str, tuple[int, float]] = {}  # client -> (count, expires)
         self._offenses: dict[str, tuple[int, float]] = {}

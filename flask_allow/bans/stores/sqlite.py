@@ -2,7 +2,11 @@
 
 WAL mode, so readers (every worker's sync) never wait for the writer; a counter is added to in
 one ``BEGIN IMMEDIATE`` transaction, so two workers never lose each other's counts. A connection
-is opened per process (after a fork the child opens its own) and used under a lock.
+is opened per process and used under a lock. SQLite forbids carrying a connection across a fork:
+``os.fork()`` waits for the lock and closes the connection first, so a child never inherits one
+(each process opens its own when it needs it). A child made without ``os.fork()``'s handlers
+keeps the connection it inherited unused and unclosed: closing it would undo, in the WAL index
+the parent shares, what the parent was doing.
 """
 
 from __future__ import annotations
@@ -10,10 +14,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...live.locks import LEAF, ForkSafeLock
 from ..ban import Ban, Network, network_of
 from ..settings import AutobanPolicy
 from . import BATCH, BanStore, StoreError
@@ -33,18 +37,31 @@ INSERT OR IGNORE INTO meta SELECT 'trimmed', value FROM meta WHERE name = 'versi
 KEEP = 10_000
 #: Seconds a writer waits for another process's transaction.
 BUSY_TIMEOUT = 5.0
+#: Connections a child inherited without ``os.fork()``'s handlers: never used, never closed.
+_INHERITED: list[sqlite3.Connection] = []
 
 
 class SQLiteStore(BanStore):
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.path = uri[len("sqlite:///") - 1 :] if uri.startswith("sqlite:////") else uri[len("sqlite:///") :]
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock(LEAF, before_fork=self._drop)  # before a fork: no one's after it
         self._connection: sqlite3.Connection | None = None
         self._pid = 0
 
+    def _drop(self) -> None:
+        """Close this process's connection (the lock held); one inherited from the parent
+        without ``os.fork()``'s handlers is kept unclosed (see the module's docstring)."""
+        if self._connection is not None:
+            if self._pid == os.getpid():
+                self._connection.close()
+            else:
+                _INHERITED.append(self._connection)
+        self._connection = None
+
     def _db(self) -> sqlite3.Connection:
         if self._connection is None or self._pid != os.getpid():
+            self._drop()
             try:
                 folder = os.path.dirname(os.path.abspath(self.path))
                 os.makedirs(folder, exist_ok=True)
@@ -190,6 +207,4 @@ class SQLiteStore(BanStore):
 
     def close(self) -> None:
         with self._lock:
-            if self._connection is not None and self._pid == os.getpid():
-                self._connection.close()
-            self._connection = None
+            self._drop()
