@@ -31,10 +31,10 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 CHILD_SECONDS = 10
 
 
-def in_child(work: Callable[[], None]) -> int:
-    """Fork; the child runs ``work()`` and exits 0 when it returned; after ``CHILD_SECONDS`` it
+def in_child(work: Callable[[], None], fork: Callable[[], int] = os.fork) -> int:
+    """Fork (with ``fork``); the child runs ``work()`` and exits 0 when it returned; after ``CHILD_SECONDS`` it
     writes where it hangs (its stack, to the captured stderr) and exits 1. The child's exit code."""
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # the child: never return into pytest
         code = 1
         try:
@@ -254,28 +254,14 @@ def test_a_child_made_without_the_fork_handlers_gets_new_locks() -> None:
     holder = threading.Thread(target=hold)
     holder.start()
     assert held.wait(10)
+
+    def child() -> None:
+        with lock, plain:
+            pass
+
     try:
-        libc = ctypes.PyDLL(None)  # keeps the GIL through the call, as a C fork() in the server would
-        pid = libc.fork()
-        if pid == 0:
-            code = 1
-            try:
-                faulthandler.dump_traceback_later(CHILD_SECONDS, exit=True)
-                with lock, plain:
-                    code = 0
-            finally:
-                os._exit(code)
-        deadline = time.monotonic() + CHILD_SECONDS + 20
-        while time.monotonic() < deadline:
-            finished, result = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                break
-            time.sleep(0.02)
-        else:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the child hung")
-        assert os.waitstatus_to_exitcode(result) == 0
+        # a C fork() that keeps the GIL through the call, as an embedding server's own would
+        assert in_child(child, fork=ctypes.PyDLL(None).fork) == 0
     finally:
         done.set()
         holder.join(10)
