@@ -30,6 +30,7 @@ SCRIPTS = {
     "server.py": ["## Throughput against the bare app", "bare (control)", "queued access log after SIGTERM"],
     "reload.py": ["## Latency of requests overlapping a reload", "control: p99 quiet ÷ quiet"],
     "live.py": ["## Latency of requests overlapping a watcher swap", "control: off ÷ off"],
+    "logcost.py": ["## Against the bare app", "bare (control)", "every log holds one line per request"],
     "metrics.py": ["## Request time with the metrics plugin against without it", "decisions counted:"],
 }
 
