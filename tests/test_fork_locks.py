@@ -265,3 +265,23 @@ def test_a_child_made_without_the_fork_handlers_gets_new_locks() -> None:
     finally:
         done.set()
         holder.join(10)
+
+
+def test_a_fork_made_holding_a_lock_does_not_wait_for_itself(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``os.fork()`` called with a lock held by the forking thread (a listener that forks): the
+    fork does not wait for it, and the thread lets it go in both processes."""
+    monkeypatch.setattr(locks, "FORK_WAIT", 30)
+    lock = locks.ForkSafeLock(locks.LEAF)
+
+    def child() -> None:
+        lock.__exit__(None, None, None)  # as the child's thread leaves the block
+        with lock:
+            pass
+
+    with lock:
+        assert in_child(child) == 0
+    assert not any("did not wait" in r.getMessage() for r in caplog.records)
+    with lock:
+        pass

@@ -65,18 +65,26 @@ class ForkSafeLock:
         self._pid = os.getpid()
         self._before_fork = before_fork
         self._held = False  # taken for the fork under way
+        self._owner: int | None = None  # the thread holding it (not reentrant: the one)
+        self._forker_holds = False  # the forking thread held it itself: it lets go in both processes
         with _registry_lock:
             _registry.add(self)
 
     def __enter__(self) -> bool:
         if self._pid != os.getpid():  # forked without os.fork()'s handlers
             self._pid, self._lock = os.getpid(), self._new()
-        return bool(self._lock.acquire())
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        return True
 
     def __exit__(self, *exc: object) -> None:
+        self._owner = None
         self._lock.release()
 
     def _take_for_fork(self) -> None:
+        self._forker_holds = self._new is threading.Lock and self._owner == threading.get_ident()
+        if self._forker_holds:  # os.fork() called with it held: waiting would wait for itself
+            return
         self._held = self._lock.acquire(timeout=FORK_WAIT)
         if not self._held:
             log.warning("flask_allow: a fork did not wait longer than %.0f s for a busy thread", FORK_WAIT)
@@ -88,7 +96,9 @@ class ForkSafeLock:
                 log.exception("flask_allow: preparing for a fork failed")
 
     def _give_back(self, child: bool) -> None:
-        if self._held:
+        if self._forker_holds:
+            self._forker_holds = False
+        elif self._held:
             self._held = False
             self._lock.release()
         elif child:  # its holder is not in this process
