@@ -99,6 +99,7 @@ def test_a_fork_while_threads_use_the_store_never_hangs_a_child(tmp_path: Path) 
             store.put(ban(f"10.{offset}.{n % 250}.1"))
             store.active(0)
             n += 1
+            time.sleep(0.001)  # a busy sync, not a flood that starves the child's writes
 
     threads = [threading.Thread(target=busy, args=(i,)) for i in range(2)]
     for thread in threads:
