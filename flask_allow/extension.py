@@ -7,7 +7,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
@@ -360,10 +360,22 @@ class AppState:
                 found.append(call)
         return found
 
+    @functools.cached_property
+    def _counted_only(self) -> Container[int] | None:
+        """The statuses the auto-ban counts, when its counting is the only ``flask_allow_response``
+        call: any other response is then let through without looking at the request."""
+        service = self.bans
+        if service is None or self._respond != [service.count_response]:
+            return None
+        return service._statuses
+
     def respond(self, response: Response) -> Response:
         """The ``after_request`` function: tell the ``flask_allow_response`` plugins."""
         calls = self._respond
         if calls:
+            counted = self._counted_only
+            if counted is not None and response.status_code not in counted:
+                return response
             decision = request._get_current_object().environ.get(DECISION_ENVIRON_KEY)  # type: ignore[attr-defined]
             if decision is not None:
                 app = self.app

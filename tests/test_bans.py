@@ -189,6 +189,21 @@ def test_the_response_hook(make_app: MakeApp) -> None:
     app = make_app({"ADDRESS_RESTRICTION": [{"ALLOW": "all"}]}, plugins=[Statuses()])
     get(app, "192.0.2.3", "/x")
     assert seen == [("192.0.2.3", 200)]
+    # with auto-ban counting too, the plugin still sees every response (a status not counted
+    # skips the request only when the counting is the only response hook)
+    seen.clear()
+    autoban = {"status": [404], "limit": 2, "window": 60, "ttl": 60}
+    both = missing(make_app({**BANS, "ALLOW_AUTOBAN": autoban}, plugins=[Statuses()], name="both"))
+    for path in ("/x", "/missing", "/missing"):
+        get(both, "192.0.2.4", path)
+    both.extensions["flask_allow"].bans.sync()
+    assert seen == [("192.0.2.4", 200), ("192.0.2.4", 404), ("192.0.2.4", 404)]
+    assert status(both, "192.0.2.4") == 403
+    alone = missing(make_app({**BANS, "ALLOW_AUTOBAN": autoban}, name="alone"))
+    for path in ("/x", "/missing", "/x", "/missing"):
+        get(alone, "192.0.2.5", path)
+    alone.extensions["flask_allow"].bans.sync()
+    assert status(alone, "192.0.2.5") == 403  # the counted statuses are counted all the same
 
 
 def test_sqlite_is_the_default_store_in_wal_mode(make_app: MakeApp, tmp_path: Path) -> None:
