@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import http.server
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,15 @@ class Seen:
     if_modified_since: str | None
     status: int
     at: float = field(default_factory=time.monotonic)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """Quiet about clients that go away (the fault tests' timeouts and refused certificates);
+    every other error of a request is printed as the standard server prints it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FeedServer:
@@ -97,7 +107,7 @@ class FeedServer:
                 with contextlib.suppress(OSError):  # the client gave up (a timeout test)
                     self.wfile.write(answer.body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.scheme = "http"
         if tls is not None:
