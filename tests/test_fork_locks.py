@@ -6,6 +6,7 @@ to do what a worker does next; one that hangs fails the test.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import os
@@ -13,7 +14,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from ipaddress import ip_network
 from pathlib import Path
@@ -52,6 +53,28 @@ def in_child(work: Callable[[], None], fork: Callable[[], int] = os.fork) -> int
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return -signal.SIGKILL
+
+
+@contextlib.contextmanager
+def held_by_a_thread(*held: Any) -> Iterator[None]:
+    """Within the block, another thread holds the locks ``held`` (let go, and ended, after it)."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with contextlib.ExitStack() as stack:
+            for lock in held:
+                stack.enter_context(lock)
+            taken.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join(10)
 
 
 def ban(address: str) -> Ban:
@@ -215,26 +238,13 @@ def test_a_fork_waits_for_a_busy_lock_only_so_long(
     """Past ``FORK_WAIT`` the fork goes on (with a warning) and the child gets a new lock."""
     monkeypatch.setattr(locks, "FORK_WAIT", 0.2)
     lock = locks.ForkSafeLock(locks.LEAF)
-    held, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with lock:
-            held.set()
-            done.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(10)
 
     def child() -> None:
         with lock:
             pass
 
-    try:
+    with held_by_a_thread(lock):
         assert in_child(child) == 0
-    finally:
-        done.set()
-        holder.join(10)
     assert any("did not wait longer than" in r.getMessage() for r in caplog.records)
     with lock:  # the parent's is free again once its holder let go
         pass
@@ -245,27 +255,14 @@ def test_a_child_made_without_the_fork_handlers_gets_new_locks() -> None:
     the parent, is new in the child, found by the process id."""
     lock = locks.ForkSafeLock(locks.LEAF)
     plain = locks.ProcessLock()
-    held, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with lock, plain:
-            held.set()
-            done.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(10)
 
     def child() -> None:
         with lock, plain:
             pass
 
-    try:
+    with held_by_a_thread(lock, plain):
         # a C fork() that keeps the GIL through the call, as an embedding server's own would
         assert in_child(child, fork=ctypes.PyDLL(None).fork) == 0
-    finally:
-        done.set()
-        holder.join(10)
 
 
 def test_a_fork_made_holding_a_lock_does_not_wait_for_itself(
