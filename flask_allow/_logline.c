@@ -410,7 +410,7 @@ static int write_all(int fd, const char *data, Py_ssize_t size) {
 
 PyDoc_STRVAR(write_doc,
              "write(formatter, now, level, environ, method, address, reason, tail, count, max_bytes, fd, recount)\n"
-             "-> True | bytes | None\n\n"
+             "-> True | bytes | False | None\n\n"
              "Write a plain request's line to the log file: the formatter's text before the message for\n"
              "the clock value now (its _prefixes, made once a second and level), the message and tail,\n"
              "written to fd when the count says it fits (count and max_bytes as file.py's put_bytes\n"

@@ -4,9 +4,9 @@ whether they are used.
 Built at install time with the C search, skipped with it (``FLASK_ALLOW_PURE_PYTHON=1``, read when
 an access log is opened). They make the line of a request that needs no escaping and whose URL
 is its parts joined, exactly as ``line.format_line`` and the formatter would (the tests compare
-the two); for every other request they answer None and the Python code writes the line. The
-writer also writes the line to the file, counting it as ``file._FileHandler.put_bytes`` does,
-in the file handler's ``Count``.
+the two); for every other request the Python code writes the line (the maker answers None, the
+writer False). The writer also writes the line to the file, counting it as
+``file._FileHandler.put_bytes`` does, in the file handler's ``Count``.
 """
 
 from __future__ import annotations
